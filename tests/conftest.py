@@ -1,0 +1,63 @@
+"""Shared test fixtures: tiny configs and the official parity cases under ../shared (skipped when absent)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+OFFICIAL_4M = FIXTURES / "official_4m"
+PARITY_CASES = ("fm_4m7_style", "fm_4m21_style")
+
+
+def official_case(name: str) -> dict:
+    """The parity case `name`: its case.json, tensors, and the materialised official checkpoint directory."""
+    if not (OFFICIAL_4M / name / "case.json").exists():
+        pytest.skip(f"official parity fixtures not found at {OFFICIAL_4M}")
+    from safetensors.torch import load_file
+
+    return {
+        "info": json.loads((OFFICIAL_4M / name / "case.json").read_text()),
+        "tensors": load_file(str(OFFICIAL_4M / name / "case.safetensors")),
+    }
+
+
+@pytest.fixture(scope="session")
+def official_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Official-layout checkpoint directories (config.json + model.safetensors) of both parity cases."""
+    if not (OFFICIAL_4M / "materialize.py").exists():
+        pytest.skip(f"official parity fixtures not found at {OFFICIAL_4M}")
+    sys.path.insert(0, str(OFFICIAL_4M))
+    try:
+        from materialize import materialize
+    finally:
+        sys.path.remove(str(OFFICIAL_4M))
+    root = tmp_path_factory.mktemp("official_4m")
+    return {name: materialize(name, root / name) for name in PARITY_CASES}
+
+
+def case_modalities(case: dict) -> dict:
+    """The case's input batch in the forward contract's format, in the fixture's modality order."""
+    tensors = case["tensors"]
+    modalities = {}
+    for name in case["info"]["modality_order"]:
+        keys = ("tensor", "input_mask", "target_mask", "decoder_attention_mask")
+        modalities[name] = {k: tensors[f"input.{name}.{k}"] for k in keys if f"input.{name}.{k}" in tensors}
+    return modalities
+
+
+@pytest.fixture
+def tiny_config():
+    from fourm_hf import FourMConfig
+
+    torch.manual_seed(0)
+    return FourMConfig(
+        hidden_size=32,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        num_attention_heads=4,
+        encoder_modalities=["rgb@224", "tok_depth@224", "caption"],
+        decoder_modalities=["tok_depth@224", "caption"],
+    )
