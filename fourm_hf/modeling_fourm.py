@@ -650,15 +650,36 @@ class FourMPreTrainedModel(PreTrainedModel):
         """Load a native checkpoint, or an official apple/ml-4m one (Hub-layout directory or repo id with
         `config.json` + `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), which
         is converted on load.
+
+        Tensors of the 4M body (`encoder.*`, `decoder.*`) that are missing, unexpected or shaped differently from
+        the config raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Task heads absent from
+        the checkpoint start fresh.
         """
         from .official_checkpoint import load_official_checkpoint
 
         if pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
             official = load_official_checkpoint(pretrained_model_name_or_path, cls, kwargs)
             if official is not None:
-                config, state_dict = official
-                return super().from_pretrained(None, *args, config=config, state_dict=state_dict, **kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+                pretrained_model_name_or_path = None
+                kwargs["config"], kwargs["state_dict"] = official
+        strict = not kwargs.pop("ignore_mismatched_sizes", False)
+        return_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+        if strict:
+            problems = [
+                f"missing: {sorted(k for k in info['missing_keys'] if k.startswith(('encoder.', 'decoder.')))}",
+                f"unexpected: {sorted(info['unexpected_keys'])}",
+                f"mismatched shapes: {sorted(map(str, info['mismatched_keys']))}",
+            ]
+            problems = [p for p in problems if not p.endswith("[]")]
+            if problems:
+                raise ValueError(
+                    f"The checkpoint {pretrained_model_name_or_path or ''} disagrees with its config for "
+                    f"{cls.__name__}: " + "; ".join(problems)
+                )
+        return (model, info) if return_info else model
 
 
 class FourMEncoderModel(FourMPreTrainedModel):

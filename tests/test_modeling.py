@@ -1,0 +1,251 @@
+"""Behaviour of FourMForMaskedModeling on tiny random models: forward contract, losses, errors, save/load."""
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModel
+
+import fourm_hf
+from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get_modality, register_modality
+from fourm_hf.modeling_fourm import default_decoder_attention_mask
+
+
+def make_batch(config: FourMConfig, batch: int = 2, seed: int = 0) -> dict:
+    """A random batch: rgb fully visible, image tokens split into inputs/targets, caption half input half target."""
+    g = torch.Generator().manual_seed(seed)
+    modalities = {}
+    for name in dict.fromkeys(config.encoder_modalities + config.decoder_modalities):
+        info = config.modality(name)
+        if info.kind == "pixels":
+            modalities[name] = {"tensor": torch.randn(batch, 3, info.image_size, info.image_size, generator=g)}
+            continue
+        length = info.num_tokens if info.is_image else 12
+        ids = torch.randint(1, info.vocab_size, (batch, length), generator=g)
+        order = torch.rand(batch, length, generator=g).argsort(1)
+        input_mask = torch.ones(batch, length, dtype=torch.bool).scatter(1, order[:, : length // 3], False)
+        target_mask = torch.ones(batch, length, dtype=torch.bool).scatter(1, order[:, length // 3 : length // 2], False)
+        if info.is_sequence:  # contiguous target span after the inputs, as sequence masking produces
+            input_mask = torch.arange(length).expand(batch, -1) >= 5
+            target_mask = ~((torch.arange(length) >= 5) & (torch.arange(length) < 11)).expand(batch, -1)
+        modalities[name] = {"tensor": ids, "input_mask": input_mask, "target_mask": target_mask}
+    return modalities
+
+
+@pytest.fixture
+def model(tiny_config):
+    return FourMForMaskedModeling(tiny_config).eval()
+
+
+def test_forward_shapes_and_backward(model, tiny_config):
+    batch = make_batch(tiny_config)
+    out = model(batch, return_logits=True)
+    assert out.encoder_last_hidden_state.shape[-1] == 32
+    for name in tiny_config.decoder_modalities:
+        targets = int((~batch[name]["target_mask"]).sum())
+        if get_modality(name).is_sequence:  # the last target of a span is never an input
+            targets -= batch[name]["tensor"].shape[0]
+        assert out.logits[name].shape == (targets, get_modality(name).vocab_size)
+    model.train()
+    model(batch).loss.backward()
+    assert model.decoder.mask_token.grad.abs().sum() > 0
+    assert model.encoder.embeddings["rgb@224"].proj.weight.grad.abs().sum() > 0
+
+
+def test_losses_match_cross_entropy_of_returned_logits(model, tiny_config):
+    batch = make_batch(tiny_config)
+    out = model(batch, return_logits=True)
+    per_mod = {n: F.cross_entropy(out.logits[n], out.target_ids[n]) for n in out.logits}
+    for name, value in per_mod.items():
+        torch.testing.assert_close(out.modality_losses[name], value)
+    torch.testing.assert_close(out.loss, sum(per_mod.values()) / len(per_mod))
+    token = model(batch, loss_type="token", return_logits=True)
+    all_ce = torch.cat([F.cross_entropy(token.logits[n], token.target_ids[n], reduction="none") for n in token.logits])
+    torch.testing.assert_close(token.loss, all_ce.mean())
+
+
+def test_modality_without_targets_counts_as_zero_in_mod_loss(model, tiny_config):
+    batch = make_batch(tiny_config)
+    batch["caption"]["target_mask"] = torch.ones_like(batch["caption"]["target_mask"])
+    out = model(batch)
+    assert out.modality_losses["caption"].item() == 0.0
+    torch.testing.assert_close(out.loss, out.modality_losses["tok_depth@224"] / 2)
+
+
+def test_default_decoder_attention_mask_is_the_training_spec(model, tiny_config):
+    batch = make_batch(tiny_config)
+    mask = batch["tok_depth@224"]["target_mask"]
+    spec = default_decoder_attention_mask(get_modality("tok_depth@224"), mask)
+    assert spec.sum(1).tolist() == (~mask).sum(1).tolist()
+    assert (spec != 0).sum(1).tolist() == [1, 1]  # one entry per sample, at the first target
+    explicit = {n: dict(d) for n, d in batch.items()}
+    explicit["tok_depth@224"]["decoder_attention_mask"] = spec
+    explicit["caption"]["decoder_attention_mask"] = (~batch["caption"]["target_mask"]).long()
+    torch.testing.assert_close(model(batch).loss, model(explicit).loss)
+
+
+def test_encoder_tokens_follow_dict_order(model, tiny_config):
+    batch = make_batch(tiny_config)
+    caption, depth = batch["caption"], batch["tok_depth@224"]
+    first, _, _ = model.encoder.select_tokens({"caption": caption, "tok_depth@224": depth}, None)
+    second, _, _ = model.encoder.select_tokens({"tok_depth@224": depth, "caption": caption}, None)
+    n_caption = int((~caption["input_mask"][0]).sum())
+    n_depth = int((~depth["input_mask"][0]).sum())
+    torch.testing.assert_close(first[0, :n_caption], second[0, n_depth : n_depth + n_caption])
+    torch.testing.assert_close(first[0, n_caption : n_caption + n_depth], second[0, :n_depth])
+
+
+def test_sdpa_matches_eager_attention(tiny_config):
+    sdpa = FourMForMaskedModeling(copy.deepcopy(tiny_config)).eval()
+    eager_config = copy.deepcopy(tiny_config)
+    eager_config._attn_implementation = "eager"
+    eager = FourMForMaskedModeling(eager_config).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
+    batch = make_batch(tiny_config)
+    a, b = sdpa(batch, return_logits=True), eager(batch, return_logits=True)
+    for name in a.logits:
+        torch.testing.assert_close(a.logits[name], b.logits[name], atol=1e-5, rtol=1e-5)
+
+
+def test_register_tokens_qk_norm_and_gelu_variant():
+    config = FourMConfig(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2, num_register_tokens=3,
+        qk_norm=True, gated_mlp=False, hidden_act="gelu", qkv_bias=True, proj_bias=True, mlp_bias=True,
+        norm_bias=True, encoder_modalities=["tok_rgb@224"], decoder_modalities=["tok_rgb@224"],
+    )
+    model = FourMForMaskedModeling(config).eval()
+    batch = make_batch(config)
+    out = model(batch)
+    visible = int((~batch["tok_rgb@224"]["input_mask"]).sum(1).max())
+    assert out.encoder_last_hidden_state.shape[1] == visible + 3
+    assert not out.encoder_padding_mask[:, :3].any()
+    assert torch.isfinite(out.loss)
+
+
+def test_truncation_to_num_tokens(model, tiny_config):
+    batch = make_batch(tiny_config)
+    out = model(batch, num_encoder_tokens=10, num_decoder_tokens=7, return_logits=True)
+    assert out.encoder_last_hidden_state.shape[1] == 10
+    assert sum(v.shape[0] for v in out.logits.values()) == 2 * 7
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    torch.manual_seed(0)
+    model = FourMForMaskedModeling(tiny_config).train()
+    batch = make_batch(tiny_config)
+    model(batch).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    model(batch).loss.backward()
+    for name, grad in reference.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-5)
+
+
+def test_save_load_round_trip_is_bit_exact_and_auto_classes_work(model, tiny_config, tmp_path):
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "fourm"
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert type(loaded) is FourMForMaskedModeling
+    assert type(AutoConfig.from_pretrained(tmp_path)) is FourMConfig
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    for key in state:
+        assert torch.equal(state[key], loaded_state[key]), key
+    batch = make_batch(tiny_config)
+    assert torch.equal(model(batch).loss, loaded.eval()(batch).loss)
+    encoder = FourMEncoderModel.from_pretrained(tmp_path)
+    assert torch.equal(encoder.encoder.layers[0].self_attn.qkv.weight, model.encoder.layers[0].self_attn.qkv.weight)
+    pixels = batch["rgb@224"]["tensor"]
+    assert encoder(pixel_values=pixels).last_hidden_state.shape == (2, 196, 32)
+
+
+def test_custom_modality_survives_save_load_without_registry(tmp_path):
+    register_modality("tok_test@96", "image_tokens", vocab_size=77, image_size=96, patch_size=12, overwrite=True)
+    config = FourMConfig(
+        hidden_size=16, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
+        encoder_modalities=["tok_test@96"], decoder_modalities=["tok_test@96"],
+    )
+    model = FourMForMaskedModeling(config)
+    assert model.encoder.embeddings["tok_test@96"].pos_emb.shape == (64, 16)
+    model.save_pretrained(tmp_path)
+    del fourm_hf.MODALITIES["tok_test@96"]
+    reloaded = FourMForMaskedModeling.from_pretrained(tmp_path)
+    assert reloaded.config.modality("tok_test@96").vocab_size == 77
+    out = reloaded(make_batch(reloaded.config))
+    assert torch.isfinite(out.loss)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_unknown_and_unembedded_modalities(model, tiny_config):
+    batch = make_batch(tiny_config)
+    with pytest.raises(ValueError, match="Unknown modality 'tok_dept@224'"):
+        model({**batch, "tok_dept@224": batch["tok_depth@224"]})
+    with pytest.raises(ValueError, match="no embedding for modality 'det'"):
+        model({**batch, "det": batch["caption"]})
+
+
+def test_token_ids_outside_vocabulary(model, tiny_config):
+    batch = make_batch(tiny_config)
+    batch["tok_depth@224"]["tensor"][0, 0] = 8192
+    with pytest.raises(ValueError, match=r"tok_depth@224 token ids must lie in \[0, 8191\].*8192"):
+        model(batch)
+
+
+def test_mask_shape_dtype_and_batch_errors(model, tiny_config):
+    batch = make_batch(tiny_config)
+    bad = {**batch, "caption": {**batch["caption"], "input_mask": batch["caption"]["input_mask"][:, :5]}}
+    with pytest.raises(ValueError, match=r"caption: input_mask must have shape .*\(2, 12\).*\(2, 5\)"):
+        model(bad)
+    bad = {**batch, "tok_depth@224": {"tensor": batch["tok_depth@224"]["tensor"].float()}}
+    with pytest.raises(TypeError, match="tok_depth@224 expects integer token ids"):
+        model(bad)
+    bad = {**batch, "rgb@224": {"tensor": torch.randn(2, 4, 224, 224)}}
+    with pytest.raises(ValueError, match=r"rgb@224 expects pixels of shape \(batch, \*\(3, 224, 224\)\)"):
+        model(bad)
+    bad = {**batch, "rgb@224": {"tensor": torch.randn(3, 3, 224, 224)}}
+    with pytest.raises(ValueError, match="same batch size"):
+        model(bad)
+
+
+@pytest.mark.parametrize("field,value", [("num_encoder_tokens", 0), ("num_encoder_tokens", 10_000),
+                                         ("num_decoder_tokens", -1), ("num_decoder_tokens", 10_000)])
+def test_token_budget_errors(model, tiny_config, field, value):
+    with pytest.raises(ValueError, match=f"{field} must be in"):
+        model(make_batch(tiny_config), **{field: value})
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="divisible"):
+        FourMConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="'rgb@224' .*cannot be a decoder modality"):
+        FourMConfig(decoder_modalities=["rgb@224"])
+    with pytest.raises(ValueError, match="Unknown modality 'nope'"):
+        FourMConfig(encoder_modalities=["nope"])
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        register_modality("tok_bad@100", "image_tokens", vocab_size=10, image_size=100, patch_size=16)
+
+
+def test_checkpoint_disagreeing_with_config(model, tmp_path, official_checkpoints):
+    model.save_pretrained(tmp_path / "native")
+    config = json.loads((tmp_path / "native" / "config.json").read_text())
+    config["mlp_ratio"] = 2.0
+    (tmp_path / "native" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="disagrees with its config.*mlp"):
+        FourMForMaskedModeling.from_pretrained(tmp_path / "native")
+
+    official = official_checkpoints["fm_4m7_style"]
+    broken = tmp_path / "official"
+    broken.mkdir()
+    config = json.loads((official / "config.json").read_text())
+    config["decoder_depth"] = 3
+    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "model.safetensors").symlink_to(official / "model.safetensors")
+    with pytest.raises(ValueError, match=r"missing: \['decoder.layers.2"):
+        FourMForMaskedModeling.from_pretrained(broken)
