@@ -3,7 +3,14 @@
 Importing the package registers its configs and models with the transformers Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForDepthEstimation,
+    AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSemanticSegmentation,
+)
 
 from .configuration_fourm import FourMConfig
 from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
@@ -14,23 +21,38 @@ from .modeling_fourm import (
     FourMMaskedModelingOutput,
     FourMPreTrainedModel,
 )
+from .modeling_fourm_tasks import (
+    LORA_TARGET_MODULES,
+    FourMForDepthEstimation,
+    FourMForImageClassification,
+    FourMForSemanticSegmentation,
+    layer_decay_param_groups,
+)
 
 __version__ = "0.1.0"
 
 AutoConfig.register(FourMConfig.model_type, FourMConfig, exist_ok=True)
 AutoModel.register(FourMConfig, FourMForMaskedModeling, exist_ok=True)
 AutoModelForMaskedLM.register(FourMConfig, FourMForMaskedModeling, exist_ok=True)
+AutoModelForImageClassification.register(FourMConfig, FourMForImageClassification, exist_ok=True)
+AutoModelForSemanticSegmentation.register(FourMConfig, FourMForSemanticSegmentation, exist_ok=True)
+AutoModelForDepthEstimation.register(FourMConfig, FourMForDepthEstimation, exist_ok=True)
 
 __all__ = [
+    "LORA_TARGET_MODULES",
     "MODALITIES",
     "FourMConfig",
     "FourMEncoderModel",
     "FourMEncoderOutput",
+    "FourMForDepthEstimation",
+    "FourMForImageClassification",
     "FourMForMaskedModeling",
+    "FourMForSemanticSegmentation",
     "FourMMaskedModelingOutput",
     "FourMPreTrainedModel",
     "ModalityInfo",
     "get_modality",
+    "layer_decay_param_groups",
     "modality_id",
     "register_modality",
 ]
