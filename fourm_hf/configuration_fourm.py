@@ -112,7 +112,8 @@ class FourMConfig(PreTrainedConfig):
     def _check_architecture(self) -> None:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
             )
         if self.hidden_act not in ("silu", "gelu"):
             raise ValueError(f"hidden_act must be 'silu' or 'gelu', got {self.hidden_act!r}.")

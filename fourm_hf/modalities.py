@@ -186,7 +186,9 @@ def _register_builtin_modalities() -> None:
             name, SEQUENCE, vocab_size=TEXT_VOCAB_SIZE, max_length=max_length, max_tokens=max_tokens,
             tokenizer=TEXT_TOKENIZER,
         )
-    register_modality("t5_caption", SEQUENCE_EMBEDDING, embedding_dim=4096, max_length=77, tokenizer="google/t5-v1_1-xxl")
+    register_modality(
+        "t5_caption", SEQUENCE_EMBEDDING, embedding_dim=4096, max_length=77, tokenizer="google/t5-v1_1-xxl"
+    )
 
 
 _register_builtin_modalities()

@@ -249,7 +249,8 @@ class FourMAttention(nn.Module):
 
     def _heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
         batch, length, _ = x.shape
-        return x.view(batch, length, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (parts, B, H, L, hd)
+        # (B, L, parts * D) -> (parts, B, H, L, hd)
+        return x.view(batch, length, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, context: torch.Tensor | None = None
@@ -475,7 +476,8 @@ class FourMEncoder(nn.Module):
             tensor = entry["tensor"]
             mask = entry.get("input_mask")
             if mask is None:
-                length = tensor.shape[1] if self.embeddings[name].info.is_sequence else self.embeddings[name].info.num_tokens
+                info = self.embeddings[name].info
+                length = tensor.shape[1] if info.is_sequence else info.num_tokens
                 mask = torch.zeros(tensor.shape[0], length, dtype=torch.bool, device=tensor.device)
             x, emb = self.embeddings[name](tensor, mask.bool())
             tokens.append(x)
@@ -538,7 +540,8 @@ class FourMDecoder(nn.Module):
         """
         length = spec.shape[1]
         if self.config.decoder_causal_mask:
-            blocked = torch.ones(length, length, dtype=torch.bool, device=spec.device).triu(1).expand(spec.shape[0], -1, -1)
+            blocked = torch.ones(length, length, dtype=torch.bool, device=spec.device).triu(1)
+            blocked = blocked.expand(spec.shape[0], -1, -1)
         else:
             limit = torch.cumsum(spec, dim=1)[:, :, None]  # (B, M, 1)
             blocked = torch.arange(length, device=spec.device)[None, None, :] >= limit
@@ -547,7 +550,11 @@ class FourMDecoder(nn.Module):
         return blocked
 
     def select_targets(
-        self, modalities: Modalities, names: list[str], mod_embs: dict[str, torch.Tensor], num_decoder_tokens: int | None
+        self,
+        modalities: Modalities,
+        names: list[str],
+        mod_embs: dict[str, torch.Tensor],
+        num_decoder_tokens: int | None,
     ) -> tuple[torch.Tensor, ...]:
         """Decoder queries of every target modality, valid ones first, truncated to `num_decoder_tokens`.
 
@@ -701,7 +708,9 @@ class FourMEncoderModel(FourMPreTrainedModel):
             info = self.config.modality(name)
             if info.kind == PIXELS and info.image_size == image_size:
                 return name
-        raise ValueError(f"The model has no pixel modality at resolution {image_size}; it takes {self.config.encoder_modalities}.")
+        raise ValueError(
+            f"The model has no pixel modality at resolution {image_size}; it takes {self.config.encoder_modalities}."
+        )
 
     def forward(
         self,
@@ -714,7 +723,9 @@ class FourMEncoderModel(FourMPreTrainedModel):
             raise ValueError("Pass exactly one of `modalities` and `pixel_values`.")
         if pixel_values is not None:
             if pixel_values.dim() != 4:
-                raise ValueError(f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}.")
+                raise ValueError(
+                    f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}."
+                )
             modalities = {self.pixel_modality(pixel_values.shape[-1]): {"tensor": pixel_values}}
         _check_modalities(self.config, modalities, set(self.config.encoder_modalities))
         return self.encoder(modalities, num_encoder_tokens)
@@ -765,7 +776,8 @@ class FourMForMaskedModeling(FourMPreTrainedModel):
         known = set(self.config.encoder_modalities) | set(self.config.decoder_modalities)
         _check_modalities(self.config, modalities, known)
         encoded = self.encoder(modalities, num_encoder_tokens)
-        targets = [n for n in modalities if n in self.decoder.embeddings and modalities[n].get("target_mask") is not None]
+        decoder = self.decoder.embeddings
+        targets = [n for n, d in modalities.items() if n in decoder and d.get("target_mask") is not None]
         output = FourMMaskedModelingOutput(
             encoder_last_hidden_state=encoded.last_hidden_state, encoder_padding_mask=encoded.padding_mask
         )

@@ -50,7 +50,8 @@ def test_push_then_pull_native_model(tmp_path):
             """,
             hub, tmp_path / "home_pull",
         )
-    pushed, pulled = load_file(tmp_path / "local" / "model.safetensors"), load_file(tmp_path / "pulled" / "model.safetensors")
+    pushed = load_file(tmp_path / "local" / "model.safetensors")
+    pulled = load_file(tmp_path / "pulled" / "model.safetensors")
     assert pushed.keys() == pulled.keys()
     assert all(torch.equal(pushed[k], pulled[k]) for k in pushed)
 
@@ -67,6 +68,7 @@ def test_official_layout_repo_id_is_converted_on_load(tmp_path, official_checkpo
             """,
             hub, tmp_path / "home",
         )
-    from_hub, local = load_file(tmp_path / "hub" / "model.safetensors"), load_file(tmp_path / "local" / "model.safetensors")
+    from_hub = load_file(tmp_path / "hub" / "model.safetensors")
+    local = load_file(tmp_path / "local" / "model.safetensors")
     assert from_hub.keys() == local.keys()
     assert all(torch.equal(from_hub[k], local[k]) for k in local)

@@ -232,14 +232,16 @@ def test_config_errors():
         register_modality("tok_bad@100", "image_tokens", vocab_size=10, image_size=100, patch_size=16)
 
 
-def test_checkpoint_disagreeing_with_config(model, tmp_path, official_checkpoints):
-    model.save_pretrained(tmp_path / "native")
-    config = json.loads((tmp_path / "native" / "config.json").read_text())
+def test_native_checkpoint_disagreeing_with_config(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
     config["mlp_ratio"] = 2.0
-    (tmp_path / "native" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="disagrees with its config.*mlp"):
-        FourMForMaskedModeling.from_pretrained(tmp_path / "native")
+        FourMForMaskedModeling.from_pretrained(tmp_path)
 
+
+def test_official_checkpoint_disagreeing_with_config(tmp_path, official_checkpoints):
     official = official_checkpoints["fm_4m7_style"]
     broken = tmp_path / "official"
     broken.mkdir()

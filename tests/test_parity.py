@@ -24,7 +24,8 @@ def check_case(model: FourMForMaskedModeling, name: str) -> None:
     torch.testing.assert_close(
         out.encoder_last_hidden_state, expected["expected.encoder_output"], atol=1e-4, rtol=0
     )
-    assert torch.equal(out.encoder_padding_mask, expected["expected.encoder_mask"].reshape(out.encoder_padding_mask.shape))
+    padding = out.encoder_padding_mask
+    assert torch.equal(padding, expected["expected.encoder_mask"].reshape(padding.shape))
     torch.testing.assert_close(out.loss, expected["expected.loss_mod"].reshape(()), rtol=1e-5, atol=0)
     decoder_modalities = [m for m in info["modality_order"] if f"expected.mod_loss.{m}" in expected]
     assert sorted(out.logits) == sorted(decoder_modalities)
