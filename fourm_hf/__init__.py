@@ -10,9 +10,11 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSemanticSegmentation,
+    AutoTokenizer,
 )
 
 from .configuration_fourm import FourMConfig
+from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
 from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
 from .modeling_fourm import (
     FourMEncoderModel,
@@ -21,6 +23,9 @@ from .modeling_fourm import (
     FourMMaskedModelingOutput,
     FourMPreTrainedModel,
 )
+from .modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
+from .modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
+from .scheduling_fourm import FourMDDIMScheduler, FourMDDPMScheduler
 from .modeling_fourm_tasks import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
@@ -28,20 +33,31 @@ from .modeling_fourm_tasks import (
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
+from .tokenization_fourm import FourMTokenizer
 
 __version__ = "0.1.0"
 
 AutoConfig.register(FourMConfig.model_type, FourMConfig, exist_ok=True)
 AutoModel.register(FourMConfig, FourMForMaskedModeling, exist_ok=True)
+AutoConfig.register(FourMVQVAEConfig.model_type, FourMVQVAEConfig, exist_ok=True)
+AutoConfig.register(FourMDiVAEConfig.model_type, FourMDiVAEConfig, exist_ok=True)
+AutoModel.register(FourMVQVAEConfig, FourMVQVAE, exist_ok=True)
+AutoModel.register(FourMDiVAEConfig, FourMDiVAE, exist_ok=True)
 AutoModelForMaskedLM.register(FourMConfig, FourMForMaskedModeling, exist_ok=True)
 AutoModelForImageClassification.register(FourMConfig, FourMForImageClassification, exist_ok=True)
 AutoModelForSemanticSegmentation.register(FourMConfig, FourMForSemanticSegmentation, exist_ok=True)
 AutoModelForDepthEstimation.register(FourMConfig, FourMForDepthEstimation, exist_ok=True)
+AutoTokenizer.register(FourMConfig, fast_tokenizer_class=FourMTokenizer, exist_ok=True)
 
 __all__ = [
     "LORA_TARGET_MODULES",
     "MODALITIES",
     "FourMConfig",
+    "FourMDDIMScheduler",
+    "FourMDDPMScheduler",
+    "FourMDiVAE",
+    "FourMDiVAEConfig",
+    "FourMDiVAEOutput",
     "FourMEncoderModel",
     "FourMEncoderOutput",
     "FourMForDepthEstimation",
@@ -50,6 +66,13 @@ __all__ = [
     "FourMForSemanticSegmentation",
     "FourMMaskedModelingOutput",
     "FourMPreTrainedModel",
+    "FourMTokenizer",
+    "FourMVQConfig",
+    "FourMVQEncoderOutput",
+    "FourMVQPreTrainedModel",
+    "FourMVQVAE",
+    "FourMVQVAEConfig",
+    "FourMVQVAEOutput",
     "ModalityInfo",
     "get_modality",
     "layer_decay_param_groups",
