@@ -1,0 +1,305 @@
+"""Reading official apple/ml-4m tokenizer checkpoints (EPFL-VILAB/4M_tokenizers_* Hub repos) into fourm_hf's layout.
+
+An official tokenizer is `config.json` (the flat constructor dict of the official `VQVAE` / `DiVAE`, e.g.
+`{"enc_type": "vit_b_enc", "quant_type": "lucid", "codebook_size": 16384, ...}`) + `model.safetensors` (official key
+names, the config repeated in the safetensors metadata). All key renaming lives in `OFFICIAL_TOKENIZER_KEY_RULES`;
+the rest is reshaping (1x1 Conv1d attention weights to Linear) and checks. Facts the config may leave implicit
+(input channels, patch projection, post-MLP, ConvNeXt output blocks) are read from the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers.utils import cached_file, logging
+
+from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .official_checkpoint import parse_official_metadata
+
+logger = logging.get_logger(__name__)
+
+
+# (official pattern, our replacement), applied in turn with re.sub; replacements may be callables.
+OFFICIAL_TOKENIZER_KEY_RULES: list[tuple[str, str | Callable[[re.Match], str]]] = [
+    (r"^cls_emb\.", "class_embedding."),
+    (r"^quantize\._codebook\.embed$", "quantize.codebook"),
+    (r"^quantize\._codebook\.cluster_size$", "quantize.cluster_size"),
+    (r"^quantize\.to_k\.weight$", "quantize.key_proj"),
+    (r"^quantize\.to_v\.weight$", "quantize.value_proj"),
+    # ViT encoder / decoder
+    (r"^encoder\.proj\.", "encoder.patch_embed."),
+    (r"^(encoder|decoder)\.pos_emb$", r"\1.position_embeddings"),
+    (r"^(encoder|decoder)\.norm_mlp\.", r"\1.post_mlp.norm."),
+    (r"^(encoder|decoder)\.post_mlp\.fc1\.", r"\1.post_mlp.mlp.up_proj."),
+    (r"^(encoder|decoder)\.post_mlp\.fc2\.", r"\1.post_mlp.mlp.down_proj."),
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.attn\.", r"\1.layers.\2.self_attn."),
+    (r"\.mlp\.fc1\.", ".mlp.up_proj."),
+    (r"\.mlp\.fc2\.", ".mlp.down_proj."),
+    # bottleneck MLP: blocks.i.block.{0,2} and layernorms.i
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.block\.0\.", r"\1.layers.\2.up_proj."),
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.block\.2\.", r"\1.layers.\2.down_proj."),
+    (r"^(encoder|decoder)\.layernorms\.(\d+)\.", r"\1.layers.\2.norm."),
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.", r"\1.layers.\2."),
+    # patched UNet (guided-diffusion names)
+    (r"^decoder\.time_embed\.0\.", "decoder.time_embedding.linear_1."),
+    (r"^decoder\.time_embed\.2\.", "decoder.time_embedding.linear_2."),
+    (r"^decoder\.input_blocks\.0\.0\.", "decoder.conv_in."),
+    (r"^decoder\.input_blocks\.(\d+)\.0\.op\.", lambda m: f"decoder.down_blocks.{int(m.group(1)) - 1}.downsample.conv."),
+    (r"^decoder\.input_blocks\.(\d+)\.(0|1)\.", lambda m: f"decoder.down_blocks.{int(m.group(1)) - 1}.{'resnet' if m.group(2) == '0' else 'attention'}."),
+    (r"^decoder\.middle_block\.0\.", "decoder.mid_block.resnet_in."),
+    (r"^decoder\.middle_block\.1\.", "decoder.mid_block.attention."),
+    (r"^decoder\.middle_block\.2\.", "decoder.mid_block.resnet_out."),
+    (r"^decoder\.output_blocks\.(\d+)\.[12]\.conv\.", r"decoder.up_blocks.\1.upsample.conv."),
+    (r"^decoder\.output_blocks\.(\d+)\.0\.", r"decoder.up_blocks.\1.resnet."),
+    (r"^decoder\.output_blocks\.(\d+)\.1\.", r"decoder.up_blocks.\1.attention."),
+    (r"\.in_layers\.0\.", ".in_norm."),
+    (r"\.in_layers\.2\.", ".in_conv."),
+    (r"\.emb_layers\.1\.", ".time_emb_proj."),
+    (r"\.out_layers\.0\.", ".out_norm."),
+    (r"\.out_layers\.3\.", ".out_conv."),
+    (r"^decoder\.out\.0\.", "decoder.norm_out."),
+    (r"^decoder\.out\.2\.", "decoder.conv_out."),
+]
+_COMPILED_RULES = [(re.compile(p), r) for p, r in OFFICIAL_TOKENIZER_KEY_RULES]
+
+_VIT_PRESETS = {"s": (512, 8, 8), "b": (768, 12, 12), "l": (1024, 24, 16)}  # width, depth, heads
+_VIT_TYPE = re.compile(r"^vit_([sbl])_(enc|dec)$")
+_BMLP_TYPE = re.compile(r"^BottleneckMLP/B_(\d+)-Wi_(\d+)(?:-E_(\d+))?$")
+# The released patched UNet ("unet_patched"); its shape is fixed in the official code.
+_UNET_PATCHED = {
+    "unet_patch_size": 4, "unet_channels": 256, "unet_channel_mult": [1, 2, 2, 2], "unet_num_res_blocks": 3,
+    "unet_attention_resolutions": [4, 8], "unet_num_heads": 1, "unet_norm_groups": 32,
+}
+# Official keys with no effect on inference (training bookkeeping, loading helpers, decoder default sizes).
+_IGNORED_KEYS = {
+    "sync_codebook", "kmeans_init", "ckpt_path", "ignore_keys", "freeze_enc", "image_size_dec", "masked_cfg",
+    "masked_cfg_low", "masked_cfg_high", "conditioning", "dec_transformer_dropout", "config",
+}
+_OFFICIAL_MARKERS = ("enc_type", "dec_type", "quant_type", "codebook_size", "n_channels", "latent_dim")
+
+
+def rename_official_tokenizer_key(key: str) -> str:
+    for pattern, replacement in _COMPILED_RULES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def _architecture(type_name: str, role: str) -> dict[str, Any]:
+    """Fields of one official encoder / decoder name (`vit_b_enc`, `BottleneckMLP/B_6-Wi_1024`, ...)."""
+    vit = _VIT_TYPE.match(type_name)
+    if vit:
+        width, depth, heads = _VIT_PRESETS[vit.group(1)]
+        return {
+            f"{role}_type": "vit", f"{role}_hidden_size": width, f"{role}_num_layers": depth,
+            f"{role}_num_heads": heads, "mlp_ratio": 4.0,
+        }
+    mlp = _BMLP_TYPE.match(type_name)
+    if mlp:
+        return {
+            f"{role}_type": "bottleneck_mlp", f"{role}_hidden_size": int(mlp.group(2)),
+            f"{role}_num_layers": int(mlp.group(1)), "mlp_ratio": float(mlp.group(3) or 4),
+        }
+    raise ValueError(
+        f"Unsupported official {role} type {type_name!r}: fourm_hf supports 'vit_{{s,b,l}}_{role[:3]}' and "
+        "'BottleneckMLP/B_<blocks>-Wi_<width>[-E_<expansion>]'."
+    )
+
+
+def is_official_tokenizer_config(config: dict[str, Any]) -> bool:
+    return "model_type" not in config and any(key in config for key in _OFFICIAL_MARKERS)
+
+
+def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> FourMVQConfig:
+    """Translate an official tokenizer config, completing it from the checkpoint's tensor shapes."""
+    values = dict(official)
+    if values.get("undo_std"):
+        raise ValueError("Official tokenizers with undo_std=True (ImageNet-standardised inputs) are not supported.")
+    if values.get("quant_type", "lucid") not in ("lucid", "memcodes"):
+        raise ValueError(f"Unsupported official quantizer {values['quant_type']!r} (expected 'lucid' or 'memcodes').")
+    if values.get("quant_type", "lucid") == "lucid" and not values.get("norm_codes", True):
+        raise ValueError("Only cosine-similarity codebooks (norm_codes=True) are supported, not Euclidean ones.")
+    dec_type = str(values.get("dec_type", "unet_patched" if "beta_schedule" in values else "vit_b_dec"))
+    if "controlnet" in dec_type or any("controlnet" in k for k in shapes) or "sd_path" in values:
+        raise ValueError("VQ-ControlNet detokenizers (Stable Diffusion decoders) are not supported.")
+    is_diffusion = dec_type.startswith("unet_") or dec_type.startswith("uvit_")
+    if is_diffusion and dec_type != "unet_patched":
+        raise ValueError(f"Unsupported diffusion decoder {dec_type!r}: fourm_hf supports 'unet_patched'.")
+
+    fields: dict[str, Any] = {
+        "image_size": int(values.get("image_size", 224)),
+        "patch_size": int(values.get("patch_size", 16)),
+        "quantizer_type": "cosine" if values.get("quant_type", "lucid") == "lucid" else "memcodes",
+        "codebook_size": int(values.get("codebook_size", 16384)),
+        "num_codebooks": int(values.get("num_codebooks", 1)),
+        "latent_dim": int(values.get("latent_dim", 32)),
+        **_architecture(str(values.get("enc_type", "vit_b_enc")), "encoder"),
+    }
+    renamed = {
+        "image_size_enc": "encoder_image_size", "norm_latents": "norm_latents", "ema_decay": "ema_decay",
+        "threshold_ema_dead_code": "dead_code_threshold", "code_replacement_policy": "code_replacement_policy",
+        "commitment_weight": "commitment_weight",
+    }
+    fields.update({ours: values[theirs] for theirs, ours in renamed.items() if values.get(theirs) is not None})
+
+    # facts read from the weights
+    if "cls_emb.weight" in shapes:
+        fields["num_classes"], fields["num_channels"] = shapes["cls_emb.weight"]
+    elif "encoder.proj.weight" in shapes:
+        fields["num_channels"] = shapes["encoder.proj.weight"][1]
+        fields["patch_proj"] = shapes["encoder.proj.weight"][-1] != 1 or fields["patch_size"] == 1
+    elif "encoder.linear_in.weight" in shapes:
+        fields["num_channels"] = shapes["encoder.linear_in.weight"][1]
+    if "n_channels" in values and int(values["n_channels"]) != fields.get("num_channels", int(values["n_channels"])):
+        logger.warning(
+            f"The official config says n_channels={values['n_channels']} but the weights take "
+            f"{fields['num_channels']} input channels; using the weights."
+        )
+    fields.setdefault("num_channels", int(values.get("n_channels", 3)))
+    fields["post_mlp"] = "encoder.norm_mlp.weight" in shapes
+    if "patch_proj" in values and "patch_proj" not in fields:
+        fields["patch_proj"] = bool(values["patch_proj"])
+
+    unknown = sorted(
+        set(values) - set(_IGNORED_KEYS) - set(renamed)
+        - {"image_size", "patch_size", "quant_type", "codebook_size", "num_codebooks", "latent_dim", "enc_type",
+           "dec_type", "n_channels", "n_labels", "post_mlp", "patch_proj", "norm_codes", "undo_std", "out_conv",
+           "patch_size_dec", "image_size_dec", "num_train_timesteps", "cls_free_guidance_dropout", "scheduler",
+           "beta_schedule", "prediction_type", "clip_sample", "thresholding", "zero_terminal_snr"}
+    )
+    if unknown:
+        logger.info(f"Ignoring official tokenizer config keys without an effect on the model: {unknown}.")
+
+    if is_diffusion:
+        diffusion = {
+            "num_train_timesteps": "num_train_timesteps", "beta_schedule": "beta_schedule",
+            "prediction_type": "prediction_type", "clip_sample": "clip_sample", "thresholding": "thresholding",
+            "zero_terminal_snr": "zero_terminal_snr", "scheduler": "scheduler",
+            "cls_free_guidance_dropout": "condition_dropout",
+        }
+        # official constructor defaults where the config is silent
+        fields.update({"beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction", "scheduler": "ddpm"})
+        fields.update({ours: values[theirs] for theirs, ours in diffusion.items() if values.get(theirs) is not None})
+        if fields["scheduler"] != "ddpm":
+            fields["scheduler"] = "ddim"
+        return FourMDiVAEConfig(**fields, **_UNET_PATCHED)
+
+    decoder = _architecture(dec_type, "decoder")
+    if decoder["mlp_ratio"] != fields["mlp_ratio"]:
+        raise ValueError(f"Encoder and decoder MLP expansions differ ({fields['mlp_ratio']} vs {decoder['mlp_ratio']}).")
+    fields.update(decoder)
+    fields["out_conv"] = any(k.startswith("decoder.out_conv.") for k in shapes)
+    if values.get("image_size_dec") is not None:
+        fields["decoder_image_size"] = int(values["image_size_dec"])
+    if values.get("patch_size_dec") is not None:
+        fields["decoder_patch_size"] = int(values["patch_size_dec"])
+    return FourMVQVAEConfig(**fields)
+
+
+def expected_state_shapes(config: FourMVQConfig) -> dict[str, torch.Size]:
+    """Every tensor a fourm_hf tokenizer of this config holds, with its shape (built on the meta device)."""
+    from .modeling_fourm_vq import FourMVQPreTrainedModel
+
+    model_class = FourMVQPreTrainedModel._class_for_config(config, "config")
+    with torch.device("meta"):
+        model = model_class(config)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def convert_official_tokenizer_state_dict(
+    official: dict[str, torch.Tensor], config: FourMVQConfig
+) -> dict[str, torch.Tensor]:
+    """Map an official tokenizer state dict to fourm_hf keys and shapes; a `ValueError` names every tensor that does
+    not match the config (missing, unexpected or mis-shaped)."""
+    expected = expected_state_shapes(config)
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in official.items():
+        if key == "quantize._codebook.initted":
+            if not bool(tensor.all()):
+                raise ValueError("The checkpoint's codebook was never initialised (quantize._codebook.initted = 0).")
+            continue
+        state[rename_official_tokenizer_key(key)] = tensor
+    mismatched = []
+    for key in set(state) & set(expected):
+        if state[key].shape != expected[key]:
+            if state[key].numel() == expected[key].numel() and state[key].dim() != len(expected[key]):
+                state[key] = state[key].reshape(expected[key])  # Conv1d (C', C, 1) attention weights -> Linear
+            else:
+                mismatched.append(f"{key}: checkpoint {tuple(state[key].shape)} vs config {tuple(expected[key])}")
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            "The tokenizer checkpoint's tensors disagree with its config:"
+            + (f"\n  missing: {missing[:20]}" if missing else "")
+            + (f"\n  unexpected: {unexpected[:20]}" if unexpected else "")
+            + (f"\n  mismatched shapes: {sorted(mismatched)[:20]}" if mismatched else "")
+        )
+    return {k: v.float().contiguous() for k, v in state.items()}
+
+
+def hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+    return {k: kwargs[k] for k in names if k in kwargs}
+
+
+def read_official_tokenizer(path_or_repo: str | os.PathLike, **hub: Any) -> tuple[dict, str] | None:
+    """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M tokenizer, else None.
+
+    Accepts a bare `.safetensors` file with the config in its metadata, or a local directory / Hub repo id holding
+    an official `config.json` + `model.safetensors`.
+    """
+    path = str(path_or_repo)
+    if path.endswith(".safetensors") and os.path.isfile(path):
+        with safe_open(path, framework="pt") as f:
+            metadata = parse_official_metadata(f.metadata() or {})
+        if not is_official_tokenizer_config(metadata):
+            raise ValueError(
+                f"{path} has no 4M tokenizer config in its safetensors metadata; load the directory that holds it "
+                "together with its config.json instead."
+            )
+        return metadata, path
+    config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
+    if config_file is None:
+        return None
+    with open(config_file, encoding="utf-8") as f:
+        config = json.load(f)
+    if not is_official_tokenizer_config(config):
+        return None
+    weights = cached_file(path, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
+    if weights is None:
+        raise ValueError(f"{path} holds an official 4M tokenizer config.json but no model.safetensors.")
+    return config, weights
+
+
+def load_official_tokenizer(
+    path_or_repo: str | os.PathLike, kwargs: dict[str, Any]
+) -> tuple[FourMVQConfig, dict[str, torch.Tensor]] | None:
+    """Config and converted state dict of an official tokenizer, or None for anything else. Hub arguments are
+    consumed from `kwargs`."""
+    found = read_official_tokenizer(path_or_repo, **hub_kwargs(kwargs))
+    if found is None:
+        return None
+    official_config, weights_file = found
+    official_state = load_file(weights_file)
+    config = config_from_official(official_config, {k: tuple(v.shape) for k, v in official_state.items()})
+    logger.info(f"Converting official 4M tokenizer {path_or_repo} to {type(config).__name__}.")
+    for name in hub_kwargs(kwargs):
+        kwargs.pop(name)
+    return config, convert_official_tokenizer_state_dict(official_state, config)
+
+
+__all__ = [
+    "OFFICIAL_TOKENIZER_KEY_RULES",
+    "config_from_official",
+    "convert_official_tokenizer_state_dict",
+    "is_official_tokenizer_config",
+    "load_official_tokenizer",
+    "read_official_tokenizer",
+    "rename_official_tokenizer_key",
+]
