@@ -5,15 +5,18 @@ Importing the package registers its configs and models with the transformers Aut
 
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForDepthEstimation,
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSemanticSegmentation,
+    AutoProcessor,
     AutoTokenizer,
 )
 
 from .configuration_fourm import FourMConfig
+from .image_processing_fourm import FourMImageProcessor
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
 from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
 from .modeling_fourm import (
@@ -33,6 +36,7 @@ from .modeling_fourm_tasks import (
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
+from .processing_fourm import FourMProcessor
 from .tokenization_fourm import FourMTokenizer
 
 __version__ = "0.1.0"
@@ -48,6 +52,8 @@ AutoModelForImageClassification.register(FourMConfig, FourMForImageClassificatio
 AutoModelForSemanticSegmentation.register(FourMConfig, FourMForSemanticSegmentation, exist_ok=True)
 AutoModelForDepthEstimation.register(FourMConfig, FourMForDepthEstimation, exist_ok=True)
 AutoTokenizer.register(FourMConfig, fast_tokenizer_class=FourMTokenizer, exist_ok=True)
+AutoImageProcessor.register(FourMConfig, image_processor_classes={"pil": FourMImageProcessor}, exist_ok=True)
+AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -64,8 +70,10 @@ __all__ = [
     "FourMForImageClassification",
     "FourMForMaskedModeling",
     "FourMForSemanticSegmentation",
+    "FourMImageProcessor",
     "FourMMaskedModelingOutput",
     "FourMPreTrainedModel",
+    "FourMProcessor",
     "FourMTokenizer",
     "FourMVQConfig",
     "FourMVQEncoderOutput",
