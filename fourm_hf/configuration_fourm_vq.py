@@ -121,11 +121,6 @@ class FourMVQConfig(PreTrainedConfig):
         if self.latent_dim % self.num_codebooks:
             raise ValueError(f"latent_dim ({self.latent_dim}) must be divisible by num_codebooks ({self.num_codebooks}).")
 
-    @property
-    def tokens_per_position(self) -> int:
-        """Tokens per grid position: `num_codebooks` for Memcodes, else 1."""
-        return self.num_codebooks
-
 
 @strict
 class FourMVQVAEConfig(FourMVQConfig):

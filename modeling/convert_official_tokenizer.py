@@ -1,0 +1,79 @@
+"""Convert an official apple/ml-4m modality tokenizer to a native fourm_hf checkpoint, with a model card.
+
+    python modeling/convert_official_tokenizer.py SRC DST
+
+SRC: an official Hub-layout directory or repo id (config.json + model.safetensors, e.g.
+EPFL-VILAB/4M_tokenizers_semseg_4k_224-448), a bare official .safetensors file, or a preset name from
+fourm_hf.tokenizer_presets (e.g. "rgb"). DST: output directory (config.json, model.safetensors, README.md).
+"""
+
+import argparse
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from fourm_hf.official_tokenizer_checkpoint import read_official_tokenizer
+from fourm_hf.tokenizer_presets import TOKENIZER_PRESETS, load_tokenizer
+
+CARD = """---
+{card_data}
+---
+
+# {name} (fourm_hf)
+
+4M modality tokenizer ({cls}), converted from the official apple/ml-4m checkpoint `{source}` to the native
+fourm_hf layout. Encoding and decoding reproduce the official implementation.
+
+- Input channels: {channels}{classes}; codebook: {codebook} codes ({quantizer})
+- {layout}
+
+```python
+import fourm_hf
+from fourm_hf import {cls}
+tokenizer = {cls}.from_pretrained("{dst}")
+ids = tokenizer.encode(x)
+reconstruction = tokenizer.decode(ids)
+```
+
+## Licence
+
+The fourm_hf code is Apache-2.0. The released 4M tokenizer weights carry their own licence, set by their authors
+(EPFL and Apple): check the licence of the original repository before any use, in particular commercial use.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="official directory, repo id, bare .safetensors file, or preset name")
+    parser.add_argument("destination", type=Path)
+    args = parser.parse_args()
+
+    source = TOKENIZER_PRESETS[args.source].hub_id if args.source in TOKENIZER_PRESETS else args.source
+    if read_official_tokenizer(source) is None:
+        raise SystemExit(f"{source} is not an official 4M tokenizer (no official config found).")
+    model = load_tokenizer(source)
+    model.save_pretrained(args.destination)
+    config = model.config
+    if config.encoder_type == "vit":
+        layout = (
+            f"ViT encoder, patch size {config.patch_size}; position tables stored for {config.image_size} px and "
+            "bicubically resized to the token grid of other resolutions"
+        )
+    else:
+        layout = "bottleneck-MLP encoder on (batch, channels, 1, 1) vectors"
+    name = Path(source).parent.name if str(source).endswith(".safetensors") else Path(str(source)).name
+    card_data = ModelCardData(library_name="transformers", license="other", tags=["fourm_hf", "4M", "vq-vae"])
+    card = ModelCard(
+        CARD.format(
+            card_data=card_data.to_yaml(), name=name, cls=type(model).__name__, source=source,
+            channels=config.num_channels,
+            classes=f" (class embedding of {config.num_classes} classes)" if config.num_classes else "",
+            codebook=config.codebook_size, quantizer=config.quantizer_type, layout=layout, dst=args.destination,
+        )
+    )
+    card.save(args.destination / "README.md")
+    print(f"Wrote {args.destination} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Parity of the modality tokenizers with the official apple/ml-4m implementation (../shared/fixtures/
+official_tokenizers): every case is loaded through `from_pretrained` of its materialised official layout."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fourm_hf import FourMDDPMScheduler, FourMDiVAE, FourMVQPreTrainedModel, FourMVQVAE
+
+OFFICIAL_TOKENIZERS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_tokenizers"
+CASES = ("semseg_vqvae", "rgb_divae", "global_memcodes")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _require_fixtures() -> None:
+    if not (OFFICIAL_TOKENIZERS / "materialize.py").exists():
+        pytest.skip(f"official tokenizer fixtures not found at {OFFICIAL_TOKENIZERS}")
+
+
+@pytest.fixture(scope="module")
+def official_dir(tmp_path_factory):
+    """`official_dir(case)`: the case's official Hub-layout directory (config.json + model.safetensors), built on
+    first use."""
+    _require_fixtures()
+    sys.path.insert(0, str(OFFICIAL_TOKENIZERS))
+    try:
+        from materialize import materialize
+    finally:
+        sys.path.remove(str(OFFICIAL_TOKENIZERS))
+    root = tmp_path_factory.mktemp("official_tokenizers")
+    return functools.cache(lambda name: materialize(name, root / name))
+
+
+def _case(name: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(OFFICIAL_TOKENIZERS / name / "case.safetensors"))
+
+
+def _info(name: str) -> dict:
+    return json.loads((OFFICIAL_TOKENIZERS / name / "case.json").read_text())
+
+
+def test_semseg_vqvae(official_dir):
+    case = _case("semseg_vqvae")
+    model = FourMVQVAE.from_pretrained(official_dir("semseg_vqvae"))
+    assert not model.training and model.config.num_classes == 134 and model.config.image_size == 128
+    with torch.no_grad():
+        encoded = model.encode_latents(case["input.labels"])  # 64x64 labels: the 8x8 tables resized to 4x4
+        logits = model.decode(encoded.tokens)
+    assert torch.equal(encoded.tokens, case["expected.tokens"])
+    torch.testing.assert_close(encoded.quantized_latents, case["expected.quant"], atol=1e-4, rtol=0)
+    assert logits.shape == (2, 134, 64, 64)
+    torch.testing.assert_close(logits[:, :8], case["expected.logits_first8"], atol=1e-4, rtol=0)
+    assert torch.equal(logits.argmax(1), case["expected.argmax"])
+
+
+def test_global_memcodes(official_dir):
+    case = _case("global_memcodes")
+    model = FourMVQVAE.from_pretrained(official_dir("global_memcodes"))
+    assert model.config.quantizer_type == "memcodes" and model.config.num_codebooks == 16
+    with torch.no_grad():
+        encoded = model.encode_latents(case["input.features"])
+        decoded = model.decode(encoded.tokens)
+        decoded_flat = model.decode(encoded.tokens.flatten(1))  # (B, 16) ids as 4M stores them
+    assert torch.equal(encoded.tokens, case["expected.tokens"])
+    torch.testing.assert_close(encoded.quantized_latents, case["expected.quant"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(decoded, case["expected.decoded"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(decoded_flat, decoded, atol=0, rtol=0)
+
+
+def test_rgb_divae(official_dir):
+    case = _case("rgb_divae")
+    model = FourMVQPreTrainedModel.from_pretrained(official_dir("rgb_divae"))  # dispatches on the checkpoint
+    assert isinstance(model, FourMDiVAE)
+    assert (model.config.prediction_type, model.config.beta_schedule, model.config.scheduler) == ("sample", "linear", "ddpm")
+    with torch.no_grad():
+        encoded = model.encode_latents(case["input.rgb"])
+        denoised = model.denoise(case["input.denoiser_x_t"], case["input.denoiser_t"], case["expected.quant"])
+        ddpm = model.decode(case["expected.tokens"], num_steps=4, scheduler="ddpm", generator=torch.Generator().manual_seed(0))
+        ddim = model.decode(case["expected.tokens"], num_steps=4, scheduler="ddim", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(encoded.tokens, case["expected.tokens"])
+    torch.testing.assert_close(encoded.quantized_latents, case["expected.quant"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(denoised, case["expected.denoiser_out"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(ddpm, case["expected.decode_ddpm_4steps_seed0"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(ddim, case["expected.decode_ddim_trailing_4steps_seed0"], atol=1e-3, rtol=0)
+    assert isinstance(model.get_scheduler(), FourMDDPMScheduler)  # decode's default sampler is the config's DDPM
+
+
+def test_bare_safetensors_file_loads_with_config_from_metadata(official_dir):
+    case = _case("semseg_vqvae")
+    model = FourMVQVAE.from_pretrained(official_dir("semseg_vqvae") / "model.safetensors")
+    assert torch.equal(model.encode(case["input.labels"]), case["expected.tokens"])
+
+
+def test_wrong_class_for_checkpoint_is_refused(official_dir):
+    with pytest.raises(ValueError, match="holds a FourMVQVAE tokenizer; load it with FourMVQVAE"):
+        FourMDiVAE.from_pretrained(official_dir("global_memcodes"))
+
+
+def test_every_official_key_is_mapped(official_dir):
+    from fourm_hf.official_tokenizer_checkpoint import rename_official_tokenizer_key
+
+    for name in CASES:
+        official_keys = set(_info(name)["keys_shapes"]) - {"quantize._codebook.initted"}
+        renamed = {rename_official_tokenizer_key(k) for k in official_keys}
+        assert len(renamed) == len(official_keys), name  # the mapping is injective
+        assert not any(".blocks." in k or "_codebook" in k or "input_blocks" in k for k in renamed), name
+
+
+def test_conversion_script_round_trip(official_dir, tmp_path):
+    case = _case("global_memcodes")
+    destination = tmp_path / "converted"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "modeling" / "convert_official_tokenizer.py"), str(official_dir("global_memcodes")),
+         str(destination)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((destination / "config.json").read_text())
+    assert saved["model_type"] == "fourm_vqvae" and saved["quantizer_type"] == "memcodes"
+    assert "4M modality tokenizer (FourMVQVAE)" in (destination / "README.md").read_text()
+    from transformers import AutoModel
+
+    native = AutoModel.from_pretrained(destination)
+    assert isinstance(native, FourMVQVAE)
+    with torch.no_grad():
+        assert torch.equal(native.encode(case["input.features"]), case["expected.tokens"])
+        torch.testing.assert_close(native.decode(case["expected.tokens"]), case["expected.decoded"], atol=1e-4, rtol=0)
