@@ -18,6 +18,12 @@ from transformers import (
 from .configuration_fourm import FourMConfig
 from .image_processing_fourm import FourMImageProcessor
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .generation_fourm import (
+    FourMGenerationConfig,
+    FourMGenerationMixin,
+    FourMTargetSchedule,
+    generate_with_super_resolution,
+)
 from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
 from .modeling_fourm import (
     FourMEncoderModel,
@@ -70,10 +76,13 @@ __all__ = [
     "FourMForImageClassification",
     "FourMForMaskedModeling",
     "FourMForSemanticSegmentation",
+    "FourMGenerationConfig",
+    "FourMGenerationMixin",
     "FourMImageProcessor",
     "FourMMaskedModelingOutput",
     "FourMPreTrainedModel",
     "FourMProcessor",
+    "FourMTargetSchedule",
     "FourMTokenizer",
     "FourMVQConfig",
     "FourMVQEncoderOutput",
@@ -82,6 +91,7 @@ __all__ = [
     "FourMVQVAEConfig",
     "FourMVQVAEOutput",
     "ModalityInfo",
+    "generate_with_super_resolution",
     "get_modality",
     "layer_decay_param_groups",
     "modality_id",
