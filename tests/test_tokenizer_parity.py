@@ -133,3 +133,18 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
     with torch.no_grad():
         assert torch.equal(native.encode(case["input.features"]), case["expected.tokens"])
         torch.testing.assert_close(native.decode(case["expected.tokens"]), case["expected.decoded"], atol=1e-4, rtol=0)
+
+
+def test_conversion_names_missing_and_mis_shaped_tensors():
+    from fourm_hf.official_tokenizer_checkpoint import config_from_official, convert_official_tokenizer_state_dict
+
+    _require_fixtures()
+    info = _info("global_memcodes")
+    state = {key: torch.ones(shape) for key, shape in info["keys_shapes"].items()}
+    config = config_from_official(info["official_config"], {k: tuple(v.shape) for k, v in state.items()})
+    assert (config.num_channels, config.num_codebooks, config.encoder_type) == (768, 16, "bottleneck_mlp")
+    del state["decoder.linear_out.bias"]
+    state["quant_proj.weight"] = torch.ones(1000, 1024, 1, 1)
+    message = r"missing: \['decoder.linear_out.bias'\][\s\S]*quant_proj.weight: checkpoint \(1000, 1024, 1, 1\)"
+    with pytest.raises(ValueError, match=message):
+        convert_official_tokenizer_state_dict(state, config)
