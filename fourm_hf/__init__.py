@@ -24,6 +24,13 @@ from .generation_fourm import (
     FourMTargetSchedule,
     generate_with_super_resolution,
 )
+from .masking_fourm import (
+    FourMMaskingCollator,
+    MaskingMixture,
+    SeededMaskingDataset,
+    available_mixtures,
+    load_mixture,
+)
 from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
 from .modeling_fourm import (
     FourMEncoderModel,
@@ -64,6 +71,7 @@ AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
 __all__ = [
     "LORA_TARGET_MODULES",
     "MODALITIES",
+    "MaskingMixture",
     "FourMConfig",
     "FourMDDIMScheduler",
     "FourMDDPMScheduler",
@@ -80,6 +88,7 @@ __all__ = [
     "FourMGenerationMixin",
     "FourMImageProcessor",
     "FourMMaskedModelingOutput",
+    "FourMMaskingCollator",
     "FourMPreTrainedModel",
     "FourMProcessor",
     "FourMTargetSchedule",
@@ -91,9 +100,12 @@ __all__ = [
     "FourMVQVAEConfig",
     "FourMVQVAEOutput",
     "ModalityInfo",
+    "SeededMaskingDataset",
+    "available_mixtures",
     "generate_with_super_resolution",
     "get_modality",
     "layer_decay_param_groups",
+    "load_mixture",
     "modality_id",
     "register_modality",
 ]
