@@ -48,11 +48,12 @@ def cosine_token_schedule(num_steps: int, num_tokens: int) -> list[int]:
     """Tokens per step following the cosine masking curve: few at both ends, most in the middle.
 
     The fraction still masked before step i is (1 + cos(pi i / S)) / 2; step i commits the rounded difference to
-    the next one and the last step takes the remainder. E.g. 8 steps over 784 tokens: 30, 85, 127, 150, 150, 127, 85, 30.
+    the next one and the last step takes the remainder. E.g. 8 steps over 784 tokens:
+    30, 85, 127, 150, 150, 127, 85, 30.
     """
     masked = [0.5 * (1 + math.cos(math.pi * i / num_steps)) for i in range(num_steps)]
     counts = [round(num_tokens * (masked[i] - masked[i + 1])) for i in range(num_steps - 1)]
-    return counts + [num_tokens - sum(counts)]
+    return [*counts, num_tokens - sum(counts)]
 
 
 def linear_token_schedule(num_steps: int, num_tokens: int) -> list[int]:
@@ -102,7 +103,7 @@ def onex_temperature_schedule(
     decoded = np.cumsum(token_counts) / total
     return [
         max(float(min_temperature + (temperature - min_temperature) * ((1 - c) * yk)), 1e-9)
-        for yk, c in zip(y, decoded)
+        for yk, c in zip(y, decoded, strict=False)  # y has one entry per token, only the first S are used
     ]
 
 
@@ -368,7 +369,10 @@ class FourMGenerationConfig(GenerationConfig):
     def guidance_plan(self) -> list[tuple[list[list[str]], list[float] | None]]:
         """Per target: the guidance groups active for it and their weights (None when the target is unguided)."""
         multi = self.guidance_groups is not None
-        groups = [list(g) for g in self.guidance_groups] if multi else ([list(self.conditions)] if self.conditions else [])
+        if multi:
+            groups = [list(g) for g in self.guidance_groups]
+        else:
+            groups = [list(self.conditions)] if self.conditions else []
         plan = []
         for target in self.targets:
             scale = target.guidance_scale
@@ -406,7 +410,9 @@ class FourMGenerationConfig(GenerationConfig):
 
     @classmethod
     def from_model_config(cls, *args, **kwargs):
-        raise NotImplementedError("FourMGenerationConfig holds a generation schedule; it is not derived from a model config.")
+        raise NotImplementedError(
+            "FourMGenerationConfig holds a generation schedule; it is not derived from a model config."
+        )
 
     def get_generation_mode(self, *args, **kwargs):
         raise NotImplementedError("FourMGenerationConfig has no transformers generation mode; use FourM's generate.")
@@ -450,7 +456,9 @@ class FourMGenerationConfig(GenerationConfig):
         conditions = list(conditions)
         for name in conditions:
             if name not in model_config.encoder_modalities:
-                raise ValueError(f"The model does not take {name!r} as input; it takes {model_config.encoder_modalities}.")
+                raise ValueError(
+                    f"The model does not take {name!r} as input; it takes {model_config.encoder_modalities}."
+                )
         if targets is None:
             targets = [m for m in DEMO_ORDER if m in model_config.decoder_modalities and m not in conditions]
             if "rgb@224" in conditions and "tok_rgb@224" in targets:
@@ -714,7 +722,7 @@ def merge_generated_span(
     token that follows a `[S_k]` in `generated`, in order; tokens after other sentinels are dropped (the official
     span merge, batched). Returns the merged ids (B, M), right-padded with `[PAD]`, and the padding mask (B, M).
     """
-    batch, length = input_ids.shape
+    batch = input_ids.shape[0]
     # visible ids first, in order: (B, L)
     visible = input_ids.gather(1, torch.argsort(input_mask.to(torch.int8), dim=1, stable=True))
     counts = (~input_mask).sum(1)
@@ -820,32 +828,30 @@ class FourMGenerationMixin:
         # 1. Settings
         config = self._prepare_generation_config(generation_config, kwargs)
         text = _TextIds(config.pad_token_id, config.first_sentinel_token_id, config.num_sentinel_tokens)
-        # 2. Inputs and the resolved chain
-        modalities, batch_size = self._prepare_generation_inputs(modalities, config, text)
-        plans = self._plan_targets(config, modalities)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()))
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}.")
         extra = LogitsProcessorList(logits_processor or [])
+        # 2. Inputs and the resolved chain
+        modalities = self._prepare_generation_inputs(modalities, config, text)
+        plans = self._plan_targets(config, modalities)
 
-        # 3. The chain
+        # 3. The chain; `step` counts decoding steps over all targets (an autoregressive target is one step)
         step = 0
         with tqdm(total=sum(p.num_steps for p in plans), disable=not progress_bar, desc="4M generation") as bar:
             for plan in plans:
                 bar.set_postfix_str(plan.info.name)
                 warpers = self._warpers(config, plan)
-                if plan.schedule.is_autoregressive:
+                for cur_step in range(plan.num_steps):
                     generator = torch.Generator(self.device).manual_seed(seed + step)
-                    self._generate_sequence(modalities, plan, config, text, extra, warpers, generator)
-                else:
-                    scheme = PARALLEL_SCHEMES[plan.schedule.scheme]
-                    for cur_step, num_select in enumerate(plan.token_counts):
-                        generator = torch.Generator(self.device).manual_seed(seed + step + cur_step)
-                        self._parallel_step(
-                            modalities, plan, scheme, num_select, cur_step, config, text, extra, warpers, generator
-                        )
-                        bar.update(1)
-                step += plan.num_steps
-                bar.update(1 if plan.schedule.is_autoregressive else 0)
+                    if plan.schedule.is_autoregressive:  # 3c
+                        self._generate_sequence(modalities, plan, config, text, extra, warpers, generator)
+                    else:  # 3b
+                        self._parallel_step(modalities, plan, cur_step, config, text, extra, warpers, generator)
+                    step += 1
+                    bar.update(1)
+                # 3d happened in `config.guidance_plan()`: later plans already list this target in their groups
         return modalities
 
     # -- 1. settings -------------------------------------------------------------------------------------------------
@@ -879,7 +885,7 @@ class FourMGenerationMixin:
 
     def _prepare_generation_inputs(
         self, modalities: Modalities, config: FourMGenerationConfig, text: _TextIds
-    ) -> tuple[Modalities, int]:
+    ) -> Modalities:
         """Copy the inputs with every mask present (bool), token ids as int64, features in the model dtype, image
         tokens flattened, and a blank entry for each target that is not given."""
         if not isinstance(modalities, dict) or not modalities:
@@ -917,11 +923,11 @@ class FourMGenerationMixin:
                 info = self.config.modality(target.modality)
                 num_tokens = target.num_tokens or (info.max_tokens if info.kind == SEQUENCE else info.num_tokens)
                 prepared[target.modality] = blank_target(info, batch_size, num_tokens, text, self.device)
-        return prepared, batch_size
+        return prepared
 
     def _plan_targets(self, config: FourMGenerationConfig, modalities: Modalities) -> list[_TargetPlan]:
         plans = []
-        for target, (groups, weights) in zip(config.targets, config.guidance_plan()):
+        for target, (groups, weights) in zip(config.targets, config.guidance_plan(), strict=True):
             info = self.config.modality(target.modality)
             if target.modality not in self.config.decoder_modalities:
                 raise ValueError(
@@ -942,7 +948,9 @@ class FourMGenerationMixin:
             else:
                 num = int(to_decode[0])
                 if target.num_tokens is not None and target.num_tokens != num:
-                    raise ValueError(f"{target.modality}: num_tokens={target.num_tokens}, but {num} positions are targets.")
+                    raise ValueError(
+                        f"{target.modality}: num_tokens={target.num_tokens}, but {num} positions are targets."
+                    )
                 plan.token_counts = target.token_counts(num)
                 plan.temperatures = target.temperatures(plan.token_counts)
             plans.append(plan)
@@ -957,8 +965,8 @@ class FourMGenerationMixin:
             warpers.append(TopKLogitsWarper(max(top_k, 1)))
         if 0 < config.top_p < 1:
             warpers.append(TopPLogitsWarper(float(config.top_p)))
-        temperatures = [t if t >= GREEDY_TEMPERATURE else 1.0 for t in plan.temperatures]
-        warpers.append(FourMTemperatureScheduleLogitsWarper(temperatures))
+        # greedy steps never reach the warpers; the floor only keeps the processor's temperatures positive
+        warpers.append(FourMTemperatureScheduleLogitsWarper([max(t, GREEDY_TEMPERATURE) for t in plan.temperatures]))
         return warpers
 
     # -- 3a. guidance passes -----------------------------------------------------------------------------------------
@@ -969,17 +977,11 @@ class FourMGenerationMixin:
         if plan.weights is None:
             return [modalities]
         grouped = [m for g in plan.groups for m in g]
-
-        def without(names: Iterable[str], emptier: Callable[[ModalityInfo], Callable]) -> Modalities:
-            out = dict(modalities)
-            for name in names:
-                out[name] = emptier(self.config.modality(name))(modalities[name], text)
-            return out
-
-        conditional = [
-            without((m for m in grouped if m not in group), lambda info: _hide) for group in plan.groups
-        ]
-        return conditional + [without(grouped, lambda info: EMPTY_CONDITION[info.kind])]
+        passes = []
+        for group in plan.groups:
+            passes.append({**modalities, **{m: _hide(modalities[m], text) for m in grouped if m not in group}})
+        empty = {m: EMPTY_CONDITION[self.config.modality(m).kind](modalities[m], text) for m in grouped}
+        return [*passes, {**modalities, **empty}]
 
     def _encode_passes(
         self, passes: list[Modalities], config: FourMGenerationConfig
@@ -988,18 +990,25 @@ class FourMGenerationMixin:
         chunks = [passes] if config.batch_guidance else [[p] for p in passes]
         encoded = []
         for chunk in chunks:
-            batch = {
+            batch = chunk[0] if len(chunk) == 1 else {
                 name: {key: torch.cat([p[name][key] for p in chunk]) for key in chunk[0][name]} for name in chunk[0]
-            }
+            }  # (P B, ...) per tensor, pass-major
             context, cross_mask = self.decoder.context(self.encoder(batch))
             encoded.append((context, cross_mask, len(chunk)))
         return encoded
 
-    def _combine_passes(self, logits: torch.Tensor, plan: _TargetPlan, extra: LogitsProcessorList, **kw) -> torch.Tensor:
-        """Guidance (on raw logits) and the extra processors. (P R, V) -> (R, V)."""
+    @staticmethod
+    def _combine_passes(
+        logits: torch.Tensor,
+        plan: _TargetPlan,
+        extra: LogitsProcessorList,
+        input_ids: torch.LongTensor | None,
+        cur_step: int,
+    ) -> torch.Tensor:
+        """Guidance (on the raw logits of the stacked passes), then the extra processors. (P R, V) -> (R, V)."""
         if plan.weights is not None:
-            logits = FourMGuidanceLogitsProcessor(plan.weights)(None, logits)
-        return extra(kw.pop("input_ids", None), logits, **kw) if extra else logits
+            logits = FourMGuidanceLogitsProcessor(plan.weights)(input_ids, logits)
+        return extra(input_ids, logits, cur_step=cur_step) if extra else logits
 
     # -- 3b. MaskGIT / ROAR --------------------------------------------------------------------------------------------
 
@@ -1007,8 +1016,6 @@ class FourMGenerationMixin:
         self,
         modalities: Modalities,
         plan: _TargetPlan,
-        scheme: ParallelDecodingScheme,
-        num_select: int,
         cur_step: int,
         config: FourMGenerationConfig,
         text: _TextIds,
@@ -1016,7 +1023,9 @@ class FourMGenerationMixin:
         warpers: LogitsProcessorList,
         generator: torch.Generator,
     ) -> None:
-        name = plan.info.name
+        """One MaskGIT / ROAR step: query, decode, sample, commit `plan.token_counts[cur_step]` tokens."""
+        name, num_select = plan.info.name, plan.token_counts[cur_step]
+        scheme = PARALLEL_SCHEMES[plan.schedule.scheme]
         target = modalities[name]
         positions = scheme.select_queries(target["target_mask"], num_select, generator)  # (B, Q)
         batch, num_queries = positions.shape
@@ -1025,10 +1034,11 @@ class FourMGenerationMixin:
         queries = self.decoder.mask_token + table[positions]  # (B, Q, D)
 
         logits = []
-        for context, cross_mask, num_passes in self._encode_passes(self._guidance_passes(modalities, plan, text), config):
+        passes = self._guidance_passes(modalities, plan, text)
+        for context, cross_mask, num_passes in self._encode_passes(passes, config):
             hidden = self.decoder(queries.repeat(num_passes, 1, 1), context, None, cross_mask)
             logits.append(embedding.to_logits(hidden).float().flatten(0, 1))  # (P B Q, V)
-        scores = self._combine_passes(torch.cat(logits), plan, extra, cur_step=cur_step)  # (B Q, V)
+        scores = self._combine_passes(torch.cat(logits), plan, extra, None, cur_step)  # (B Q, V)
         greedy = plan.temperatures[cur_step] < GREEDY_TEMPERATURE
         ids, confidence = sample_tokens(scores, warpers, None, cur_step, greedy, generator)
         ids, confidence = ids.view(batch, num_queries), confidence.view(batch, num_queries)
@@ -1080,13 +1090,14 @@ class FourMGenerationMixin:
                 step_input = embedding.token_emb(generated[:, : t + 1]) + slot_emb[:, : t + 1]  # (B, t + 1, D)
                 self_mask = self.decoder.causal_mask(t + 1, t + 1, 0, step_input.dtype, self.device)
             logits = []
-            for (context, cross_mask, num_passes), cache in zip(forwards, caches):
+            for (context, cross_mask, num_passes), cache in zip(forwards, caches, strict=True):
                 hidden = self.decoder(
-                    step_input.repeat(num_passes, 1, 1), None if cache else context, self_mask, cross_mask, cache
+                    step_input.repeat(num_passes, 1, 1), None if cache is not None else context, self_mask, cross_mask,
+                    cache,
                 )
                 logits.append(embedding.to_logits(hidden[:, -1]).float())  # (P B, V)
             history = generated[:, : t + 1]
-            scores = self._combine_passes(torch.cat(logits), plan, extra, input_ids=history, cur_step=t)
+            scores = self._combine_passes(torch.cat(logits), plan, extra, history, t)
             token, _ = sample_tokens(scores, warpers, history, 0, greedy, generator)
             generated[:, t + 1] = token
             done |= token == stop
@@ -1109,7 +1120,9 @@ class FourMGenerationMixin:
             hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token",
                                                  "revision", "subfolder") if k in kwargs}  # fmt: skip
             try:
-                self.generation_config = FourMGenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+                self.generation_config = FourMGenerationConfig.from_pretrained(
+                    pretrained_model_name_or_path, **hub_kwargs
+                )
             except OSError:
                 logger.info("No generation_config.json found; using the default FourMGenerationConfig.")
 

@@ -560,10 +560,14 @@ class FourMDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(config.hidden_size))
 
     def context(self, encoder_output: FourMEncoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-attention context (B, N, D) of an encoder output and its additive mask (B, 1, 1, N)."""
-        hidden = encoder_output.last_hidden_state
-        context = self.context_proj(hidden) + encoder_output.position_embeddings
-        return context, additive_mask(encoder_output.padding_mask[:, None, :], hidden.dtype)
+        """Cross-attention context (B, N, D) of an encoder output and its additive mask (B, 1, 1, N).
+
+        Padding slots are zeroed: a sample without any visible token then attends to nothing (a zero output with
+        the bias-free released models), as with the official sampler's empty encoder input.
+        """
+        hidden, padding = encoder_output.last_hidden_state, encoder_output.padding_mask
+        context = (self.context_proj(hidden) + encoder_output.position_embeddings).masked_fill(padding[..., None], 0.0)
+        return context, additive_mask(padding[:, None, :], hidden.dtype)
 
     @staticmethod
     def causal_mask(
