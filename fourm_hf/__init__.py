@@ -42,6 +42,7 @@ from .modeling_fourm import (
 from .modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
 from .modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
 from .scheduling_fourm import FourMDDIMScheduler, FourMDDPMScheduler
+from .tokenizer_presets import TOKENIZER_PRESETS, TokenizerPreset, get_tokenizer_preset, load_tokenizer
 from .modeling_fourm_tasks import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
@@ -71,6 +72,7 @@ AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
 __all__ = [
     "LORA_TARGET_MODULES",
     "MODALITIES",
+    "TOKENIZER_PRESETS",
     "MaskingMixture",
     "FourMConfig",
     "FourMDDIMScheduler",
@@ -100,12 +102,15 @@ __all__ = [
     "FourMVQVAEConfig",
     "FourMVQVAEOutput",
     "ModalityInfo",
+    "TokenizerPreset",
     "SeededMaskingDataset",
     "available_mixtures",
     "generate_with_super_resolution",
     "get_modality",
+    "get_tokenizer_preset",
     "layer_decay_param_groups",
     "load_mixture",
+    "load_tokenizer",
     "modality_id",
     "register_modality",
 ]
