@@ -528,9 +528,7 @@ class FourMVQPreTrainedModel(PreTrainedModel):
             )
         config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs(kwargs))
         model_class = cls._class_for_config(config, pretrained_model_name_or_path)
-        return super(FourMVQPreTrainedModel, model_class).from_pretrained(
-            pretrained_model_name_or_path, *args, config=config, **kwargs
-        )
+        return super(FourMVQPreTrainedModel, model_class).from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def _class_for_config(cls, config: PreTrainedConfig, path) -> type[FourMVQPreTrainedModel]:
@@ -567,7 +565,7 @@ class FourMVQPreTrainedModel(PreTrainedModel):
                     f"{name}: class ids must lie in [0, {config.num_classes}), got values in "
                     f"[{int(x.min())}, {int(x.max())}]."
                 )
-            x = self.class_embedding(x).permute(0, 3, 1, 2)  # (B, C, H, W)
+            x = self.class_embedding(x.long()).permute(0, 3, 1, 2)  # (B, C, H, W)
         else:
             if not x.is_floating_point():
                 raise TypeError(f"{name} expects a floating-point tensor, got dtype {x.dtype}.")

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from transformers.utils import cached_file, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .official_checkpoint import _hub_kwargs as hub_kwargs
 from .official_checkpoint import parse_official_metadata
 
 logger = logging.get_logger(__name__)
@@ -81,6 +82,13 @@ _UNET_PATCHED = {
 _IGNORED_KEYS = {
     "sync_codebook", "kmeans_init", "ckpt_path", "ignore_keys", "freeze_enc", "image_size_dec", "masked_cfg",
     "masked_cfg_low", "masked_cfg_high", "conditioning", "dec_transformer_dropout", "config",
+}
+# Official keys translated below (besides the `renamed` table of `config_from_official`).
+_TRANSLATED_KEYS = {
+    "image_size", "patch_size", "quant_type", "codebook_size", "num_codebooks", "latent_dim", "enc_type", "dec_type",
+    "n_channels", "n_labels", "post_mlp", "patch_proj", "norm_codes", "undo_std", "out_conv", "patch_size_dec",
+    "image_size_dec", "num_train_timesteps", "cls_free_guidance_dropout", "scheduler", "beta_schedule",
+    "prediction_type", "clip_sample", "thresholding", "zero_terminal_snr",
 }
 _OFFICIAL_MARKERS = ("enc_type", "dec_type", "quant_type", "codebook_size", "n_channels", "latent_dim")
 
@@ -166,13 +174,7 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
     if "patch_proj" in values and "patch_proj" not in fields:
         fields["patch_proj"] = bool(values["patch_proj"])
 
-    unknown = sorted(
-        set(values) - set(_IGNORED_KEYS) - set(renamed)
-        - {"image_size", "patch_size", "quant_type", "codebook_size", "num_codebooks", "latent_dim", "enc_type",
-           "dec_type", "n_channels", "n_labels", "post_mlp", "patch_proj", "norm_codes", "undo_std", "out_conv",
-           "patch_size_dec", "image_size_dec", "num_train_timesteps", "cls_free_guidance_dropout", "scheduler",
-           "beta_schedule", "prediction_type", "clip_sample", "thresholding", "zero_terminal_snr"}
-    )
+    unknown = sorted(set(values) - _IGNORED_KEYS - _TRANSLATED_KEYS - set(renamed))
     if unknown:
         logger.info(f"Ignoring official tokenizer config keys without an effect on the model: {unknown}.")
 
@@ -241,11 +243,6 @@ def convert_official_tokenizer_state_dict(
             + (f"\n  mismatched shapes: {sorted(mismatched)[:20]}" if mismatched else "")
         )
     return {k: v.float().contiguous() for k, v in state.items()}
-
-
-def hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    names = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
-    return {k: kwargs[k] for k in names if k in kwargs}
 
 
 def read_official_tokenizer(path_or_repo: str | os.PathLike, **hub: Any) -> tuple[dict, str] | None:

@@ -269,7 +269,9 @@ class FourMNoiseScheduler:
 
     def _threshold(self, x0: torch.Tensor) -> torch.Tensor:
         """Dynamic thresholding (Imagen): per sample, s = quantile(|x0|, ratio) clamped to [1, sample_max_value];
-        x0 -> clamp(x0, -s, s) / s."""
+        x0 -> clamp(x0, -s, s) / s. With `sample_max_value <= 1` (all released tokenizers) s is 1: a plain clamp."""
+        if self.sample_max_value <= 1:
+            return x0.clamp(-1, 1)
         dtype, shape = x0.dtype, x0.shape
         flat = x0.float().reshape(shape[0], -1)
         s = torch.quantile(flat.abs(), self.dynamic_thresholding_ratio, dim=1)

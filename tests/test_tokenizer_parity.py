@@ -148,3 +148,30 @@ def test_conversion_names_missing_and_mis_shaped_tensors():
     message = r"missing: \['decoder.linear_out.bias'\][\s\S]*quant_proj.weight: checkpoint \(1000, 1024, 1, 1\)"
     with pytest.raises(ValueError, match=message):
         convert_official_tokenizer_state_dict(state, config)
+
+
+def test_preset_loads_the_official_hub_repo(official_dir, tmp_path):
+    """`load_tokenizer("semseg")` fetches the preset's Hub repo (a loopback mock serving the official layout) and
+    converts it on load."""
+    import textwrap
+
+    from hub_server import MockHub, hub_env
+
+    case = _case("semseg_vqvae")
+    source = official_dir("semseg_vqvae")
+    code = f"""
+        import torch
+        from safetensors.torch import load_file, save_file
+        from fourm_hf import load_tokenizer
+        model = load_tokenizer("semseg")
+        labels = load_file({str(OFFICIAL_TOKENIZERS / "semseg_vqvae" / "case.safetensors")!r})["input.labels"]
+        save_file({{"tokens": model.encode(labels)}}, {str(tmp_path / "tokens.safetensors")!r})
+    """
+    with MockHub() as hub:
+        hub.repos["EPFL-VILAB/4M_tokenizers_semseg_4k_224-448"] = {p.name: p.read_bytes() for p in source.iterdir()}
+        env = {**hub_env(hub.endpoint, str(tmp_path / "home")), "PYTHONPATH": str(ROOT)}
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(tmp_path / "tokens.safetensors")["tokens"], case["expected.tokens"])
