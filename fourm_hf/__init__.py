@@ -16,7 +16,6 @@ from transformers import (
 )
 
 from .configuration_fourm import FourMConfig
-from .image_processing_fourm import FourMImageProcessor
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
 from .generation_fourm import (
     FourMGenerationConfig,
@@ -24,6 +23,7 @@ from .generation_fourm import (
     FourMTargetSchedule,
     generate_with_super_resolution,
 )
+from .image_processing_fourm import FourMImageProcessor
 from .masking_fourm import (
     FourMMaskingCollator,
     MaskingMixture,

@@ -34,11 +34,13 @@ TOKENIZER_STD = (0.5, 0.5, 0.5)
 NORMALIZATIONS = ("imagenet", "tokenizer")
 
 
-def _as_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    """A single image or a batch (list, tuple, or array/tensor with a leading batch axis) as a list."""
+def _as_list(images: ImageLike | Sequence[ImageLike], single_channel: bool = False) -> list[ImageLike]:
+    """A single image or a batch (list, tuple, or array/tensor with a leading batch axis) as a list. Arrays of
+    single-channel modalities are batches when 3-D `(B, H, W)` (unless shaped `(H, W, 1)`)."""
     if isinstance(images, (list, tuple)):
         return list(images)
-    if hasattr(images, "ndim") and images.ndim == 4:
+    ndim = getattr(images, "ndim", None)
+    if ndim == 4 or (single_channel and ndim == 3 and images.shape[-1] != 1):
         return list(images)
     return [images]
 
@@ -195,7 +197,7 @@ class FourMImageProcessor(BaseImageProcessor):
         """Depth maps (integer maps are divided by `depth_scale`) -> standardised `(B, 1, S, S)` float32."""
         size = self._output_size(size, "depth")
         batch = []
-        for depth in _as_list(depths):
+        for depth in _as_list(depths, single_channel=True):
             array = _channels_last(_to_numpy(depth), 1, "depth")
             if not np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_:
                 raise TypeError(f"depth: expected a numeric depth map, got dtype {array.dtype}.")
@@ -210,7 +212,7 @@ class FourMImageProcessor(BaseImageProcessor):
         """uint8 images mapped to [-1, 1], or float images already in [-1, 1] -> `(B, C, S, S)` float32."""
         size = self._output_size(size, modality)
         batch = []
-        for image in _as_list(images):
+        for image in _as_list(images, single_channel=channels == 1):
             if isinstance(image, Image.Image):
                 image = image.convert("RGB" if channels == 3 else "L")
             array = _channels_last(_to_numpy(image), channels, modality)
@@ -245,7 +247,7 @@ class FourMImageProcessor(BaseImageProcessor):
         size = self._output_size(size, "semseg")
         num_raw = self.num_semseg_classes - (0 if shifted else 1)
         batch = []
-        for seg in _as_list(maps):
+        for seg in _as_list(maps, single_channel=True):
             array = _channels_last(_to_numpy(seg), 1, "semseg")[..., 0]
             if not np.issubdtype(array.dtype, np.integer):
                 raise TypeError(f"semseg: expected integer class ids, got dtype {array.dtype}.")

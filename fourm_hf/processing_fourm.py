@@ -272,7 +272,7 @@ class FourMProcessor(ProcessorMixin):
             "tensor": tensor,
             "input_mask": input_mask,
             "target_mask": ~input_mask,
-            "decoder_attention_mask": (~input_mask).long(),
+            "decoder_attention_mask": input_mask.long(),  # 1 on the target span
         }
 
     @staticmethod
@@ -307,8 +307,9 @@ class FourMProcessor(ProcessorMixin):
         """Token ids `(B, N)` of an image-token modality: given ids are checked, raw data goes through its tokenizer."""
         tokens = _token_ids(info, value)
         if tokens is None:
+            data = torch.from_numpy(self._preprocess_image(info, value))
             model = self._vq_model(info.name)
-            data = torch.from_numpy(self._preprocess_image(info, value)).to(model.device)
+            data = data.to(model.device)
             with torch.no_grad():
                 tokens = model.encode(data).cpu()
         tokens = tokens.reshape(tokens.shape[0], -1)  # (B, h, w) or (B, heads, 1, 1) -> (B, N)

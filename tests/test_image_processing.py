@@ -92,7 +92,7 @@ def test_semseg_void_shift(processor):
     [
         (lambda p: p.preprocess_rgb(np.zeros((64, 64, 4), np.uint8)), ValueError, r"rgb: expected an image with 3"),
         (lambda p: p.preprocess_rgb(np.full((64, 64, 3), 2.0)), ValueError, r"float images must be in \[0, 1\]"),
-        (lambda p: p.preprocess_depth(np.zeros((64, 64, 3))), ValueError, "depth: expected an image with 1"),
+        (lambda p: p.preprocess_depth(np.zeros((1, 64, 64, 3))), ValueError, "depth: expected an image with 1"),
         (lambda p: p.preprocess_semseg(np.full((64, 64), 140)), ValueError, r"labels must be in \[0, 133\)"),
         (lambda p: p.preprocess_semseg(np.zeros((64, 64), np.float32)), TypeError, "integer class ids"),
         (lambda p: p.preprocess_rgb(np.zeros((8, 8, 3), np.uint8)), ValueError, "smaller than one 16x16 patch"),
