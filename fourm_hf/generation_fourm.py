@@ -891,6 +891,9 @@ class FourMGenerationMixin:
         if not isinstance(modalities, dict) or not modalities:
             raise ValueError("`modalities` must be a non-empty dict {modality name: {'tensor': ..., masks...}}.")
         targets = {t.modality for t in config.targets}
+        for name in targets:
+            if name not in self.config.decoder_modalities:
+                raise ValueError(f"The model cannot generate {name}; it decodes {self.config.decoder_modalities}.")
         prepared, batch_sizes = {}, {}
         for name, entry in modalities.items():
             info = self.config.modality(name)
@@ -929,10 +932,6 @@ class FourMGenerationMixin:
         plans = []
         for target, (groups, weights) in zip(config.targets, config.guidance_plan(), strict=True):
             info = self.config.modality(target.modality)
-            if target.modality not in self.config.decoder_modalities:
-                raise ValueError(
-                    f"The model cannot generate {target.modality}; it decodes {self.config.decoder_modalities}."
-                )
             for name in (m for g in groups for m in g):
                 if name not in modalities:
                     raise ValueError(f"Guidance condition {name!r} is not among the inputs {list(modalities)}.")
