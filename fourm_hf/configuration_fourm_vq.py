@@ -106,7 +106,9 @@ class FourMVQConfig(PreTrainedConfig):
                 "sin-cos position table)."
             )
         if image_size % patch_size:
-            raise ValueError(f"The {prefix} image size ({image_size}) must be a multiple of its patch size ({patch_size}).")
+            raise ValueError(
+                f"The {prefix} image size ({image_size}) must be a multiple of its patch size ({patch_size})."
+            )
 
     def _check_encoder_and_quantizer(self) -> None:
         self._check_choice("encoder_type", ENCODER_TYPES)
@@ -119,7 +121,9 @@ class FourMVQConfig(PreTrainedConfig):
         if self.quantizer_type == "cosine" and self.num_codebooks != 1:
             raise ValueError("num_codebooks > 1 (multi-head tokens) is only supported by the memcodes quantizer.")
         if self.latent_dim % self.num_codebooks:
-            raise ValueError(f"latent_dim ({self.latent_dim}) must be divisible by num_codebooks ({self.num_codebooks}).")
+            raise ValueError(
+                f"latent_dim ({self.latent_dim}) must be divisible by num_codebooks ({self.num_codebooks})."
+            )
 
 
 @strict
@@ -164,7 +168,8 @@ class FourMVQVAEConfig(FourMVQConfig):
         self._check_choice("decoder_type", ENCODER_TYPES)
         self._check_choice("reconstruction_loss", RECONSTRUCTION_LOSSES)
         if self.decoder_type == "vit":
-            self._check_vit("decoder", self.decoder_image_size or self.image_size, self.decoder_patch_size or self.patch_size)
+            image_size = self.decoder_image_size or self.image_size
+            self._check_vit("decoder", image_size, self.decoder_patch_size or self.patch_size)
         if self.reconstruction_loss == "cross_entropy" and self.num_classes is None:
             raise ValueError("reconstruction_loss='cross_entropy' needs class-index inputs (num_classes).")
 
@@ -248,7 +253,8 @@ class FourMDiVAEConfig(FourMVQConfig):
         self._check_choice("reconstruction_loss", ("mse", "l1", "smooth_l1"))
         if self.beta_schedule not in BETA_SCHEDULES and not self.beta_schedule.startswith("shifted_cosine:"):
             raise ValueError(
-                f"beta_schedule must be one of {BETA_SCHEDULES} or 'shifted_cosine:<shift>', got {self.beta_schedule!r}."
+                f"beta_schedule must be one of {BETA_SCHEDULES} or 'shifted_cosine:<shift>', got "
+                f"{self.beta_schedule!r}."
             )
         widths = [self.unet_channels * m for m in self.unet_channel_mult]
         if any(w % self.unet_norm_groups or w % self.unet_num_heads for w in widths):

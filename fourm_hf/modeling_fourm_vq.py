@@ -373,8 +373,8 @@ class FourMVQVAECosineQuantizer(nn.Module):
                 pick = torch.randint(0, samples.shape[0], (num_dead,), device=samples.device)
             replacement = samples[pick]
         else:  # linde_buzo_gray: split the most used codes
-            most_used = self.cluster_size.argsort(descending=True)[:num_dead]
-            replacement = F.normalize(self.codebook[most_used] + 1e-10 * torch.randn_like(self.codebook[most_used]), dim=-1)
+            most_used = self.codebook[self.cluster_size.argsort(descending=True)[:num_dead]]
+            replacement = F.normalize(most_used + 1e-10 * torch.randn_like(most_used), dim=-1)
         self.codebook[dead] = replacement
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.broadcast(self.codebook, src=0)
@@ -528,7 +528,9 @@ class FourMVQPreTrainedModel(PreTrainedModel):
             )
         config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs(kwargs))
         model_class = cls._class_for_config(config, pretrained_model_name_or_path)
-        return super(FourMVQPreTrainedModel, model_class).from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        return super(FourMVQPreTrainedModel, model_class).from_pretrained(
+            pretrained_model_name_or_path, *args, **kwargs
+        )
 
     @classmethod
     def _class_for_config(cls, config: PreTrainedConfig, path) -> type[FourMVQPreTrainedModel]:
@@ -555,11 +557,10 @@ class FourMVQPreTrainedModel(PreTrainedModel):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}.encode expects a torch.Tensor, got {type(x).__name__}.")
         if config.num_classes is not None:
-            if x.dim() != 3 or x.is_floating_point() or x.is_complex():
-                raise ValueError(
-                    f"{name} takes class ids: an integer tensor of shape (batch, height, width), got dtype {x.dtype} "
-                    f"and shape {tuple(x.shape)}."
-                )
+            if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+                raise TypeError(f"{name} takes integer class ids, got dtype {x.dtype}.")
+            if x.dim() != 3:
+                raise ValueError(f"{name} takes class ids of shape (batch, height, width), got {tuple(x.shape)}.")
             if x.numel() and (x.min() < 0 or x.max() >= config.num_classes):
                 raise ValueError(
                     f"{name}: class ids must lie in [0, {config.num_classes}), got values in "

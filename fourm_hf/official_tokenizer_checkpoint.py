@@ -52,8 +52,10 @@ OFFICIAL_TOKENIZER_KEY_RULES: list[tuple[str, str | Callable[[re.Match], str]]] 
     (r"^decoder\.time_embed\.0\.", "decoder.time_embedding.linear_1."),
     (r"^decoder\.time_embed\.2\.", "decoder.time_embedding.linear_2."),
     (r"^decoder\.input_blocks\.0\.0\.", "decoder.conv_in."),
-    (r"^decoder\.input_blocks\.(\d+)\.0\.op\.", lambda m: f"decoder.down_blocks.{int(m.group(1)) - 1}.downsample.conv."),
-    (r"^decoder\.input_blocks\.(\d+)\.(0|1)\.", lambda m: f"decoder.down_blocks.{int(m.group(1)) - 1}.{'resnet' if m.group(2) == '0' else 'attention'}."),
+    # ADM input block i >= 1 is our down_blocks[i - 1] (block 0 is conv_in): .0 = resnet or downsampler, .1 = attention
+    (r"^decoder\.input_blocks\.(\d+)\.0\.op\.", lambda m: f"decoder.down_blocks.{int(m[1]) - 1}.downsample.conv."),
+    (r"^decoder\.input_blocks\.(\d+)\.0\.", lambda m: f"decoder.down_blocks.{int(m[1]) - 1}.resnet."),
+    (r"^decoder\.input_blocks\.(\d+)\.1\.", lambda m: f"decoder.down_blocks.{int(m[1]) - 1}.attention."),
     (r"^decoder\.middle_block\.0\.", "decoder.mid_block.resnet_in."),
     (r"^decoder\.middle_block\.1\.", "decoder.mid_block.attention."),
     (r"^decoder\.middle_block\.2\.", "decoder.mid_block.resnet_out."),
@@ -136,7 +138,7 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
     dec_type = str(values.get("dec_type", "unet_patched" if "beta_schedule" in values else "vit_b_dec"))
     if "controlnet" in dec_type or any("controlnet" in k for k in shapes) or "sd_path" in values:
         raise ValueError("VQ-ControlNet detokenizers (Stable Diffusion decoders) are not supported.")
-    is_diffusion = dec_type.startswith("unet_") or dec_type.startswith("uvit_")
+    is_diffusion = dec_type.startswith(("unet_", "uvit_"))
     if is_diffusion and dec_type != "unet_patched":
         raise ValueError(f"Unsupported diffusion decoder {dec_type!r}: fourm_hf supports 'unet_patched'.")
 
@@ -194,7 +196,9 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
 
     decoder = _architecture(dec_type, "decoder")
     if decoder["mlp_ratio"] != fields["mlp_ratio"]:
-        raise ValueError(f"Encoder and decoder MLP expansions differ ({fields['mlp_ratio']} vs {decoder['mlp_ratio']}).")
+        raise ValueError(
+            f"Encoder and decoder MLP expansions differ ({fields['mlp_ratio']} vs {decoder['mlp_ratio']})."
+        )
     fields.update(decoder)
     fields["out_conv"] = any(k.startswith("decoder.out_conv.") for k in shapes)
     if values.get("image_size_dec") is not None:

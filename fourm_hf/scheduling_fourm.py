@@ -334,7 +334,8 @@ class FourMDDIMScheduler(FourMNoiseScheduler):
         std = eta * ((1 - ac_prev) / (1 - ac_t) * (1 - ac_t / ac_prev)) ** 0.5
         prev_sample = ac_prev**0.5 * x0 + (1 - ac_prev - std**2) ** 0.5 * eps
         if eta > 0:
-            prev_sample = prev_sample + std * _randn(tuple(model_output.shape), generator, model_output.device, model_output.dtype)
+            noise = _randn(tuple(model_output.shape), generator, model_output.device, model_output.dtype)
+            prev_sample = prev_sample + std * noise
         return FourMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
 

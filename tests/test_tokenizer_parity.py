@@ -79,12 +79,14 @@ def test_rgb_divae(official_dir):
     case = _case("rgb_divae")
     model = FourMVQPreTrainedModel.from_pretrained(official_dir("rgb_divae"))  # dispatches on the checkpoint
     assert isinstance(model, FourMDiVAE)
-    assert (model.config.prediction_type, model.config.beta_schedule, model.config.scheduler) == ("sample", "linear", "ddpm")
+    config = model.config
+    assert (config.prediction_type, config.beta_schedule, config.scheduler) == ("sample", "linear", "ddpm")
     with torch.no_grad():
         encoded = model.encode_latents(case["input.rgb"])
         denoised = model.denoise(case["input.denoiser_x_t"], case["input.denoiser_t"], case["expected.quant"])
-        ddpm = model.decode(case["expected.tokens"], num_steps=4, scheduler="ddpm", generator=torch.Generator().manual_seed(0))
-        ddim = model.decode(case["expected.tokens"], num_steps=4, scheduler="ddim", generator=torch.Generator().manual_seed(0))
+        tokens = case["expected.tokens"]
+        ddpm = model.decode(tokens, num_steps=4, scheduler="ddpm", generator=torch.Generator().manual_seed(0))
+        ddim = model.decode(tokens, num_steps=4, scheduler="ddim", generator=torch.Generator().manual_seed(0))
     assert torch.equal(encoded.tokens, case["expected.tokens"])
     torch.testing.assert_close(encoded.quantized_latents, case["expected.quant"], atol=1e-4, rtol=0)
     torch.testing.assert_close(denoised, case["expected.denoiser_out"], atol=1e-4, rtol=0)
@@ -136,7 +138,10 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
 
 
 def test_conversion_names_missing_and_mis_shaped_tensors():
-    from fourm_hf.official_tokenizer_checkpoint import config_from_official, convert_official_tokenizer_state_dict
+    from fourm_hf.official_tokenizer_checkpoint import (
+        config_from_official,
+        convert_official_tokenizer_state_dict,
+    )
 
     _require_fixtures()
     info = _info("global_memcodes")

@@ -33,7 +33,8 @@ def script():
 @pytest.fixture(scope="module")
 def image_dataset(tmp_path_factory) -> Path:
     """Eight 40x36 RGB images (colour gradients) and a label-map column, saved with save_to_disk."""
-    from datasets import Dataset, Features, Image as ImageFeature
+    from datasets import Dataset, Features
+    from datasets import Image as ImageFeature
 
     rng = np.random.default_rng(0)
     images, labels = [], []

@@ -70,7 +70,7 @@ def load_images(args: TokenizerTrainingArguments):
 
     if args.dataset.startswith("imagefolder:"):
         dataset = load_dataset("imagefolder", data_dir=args.dataset.split(":", 1)[1], split=args.split)
-    elif Path(args.dataset).is_dir() and any((Path(args.dataset) / f).exists() for f in ("state.json", "dataset_dict.json")):
+    elif any((Path(args.dataset) / name).is_file() for name in ("state.json", "dataset_dict.json")):
         dataset = load_from_disk(args.dataset)
         if isinstance(dataset, DatasetDict):
             dataset = dataset[args.split]
@@ -155,7 +155,8 @@ def build_model(args: TokenizerTrainingArguments, training_args: TrainingArgumen
         patch = fields.get("patch_size", 16)
         tokens_per_image = ((args.min_size + args.max_size) // 2 // patch) ** 2
         batch = training_args.per_device_train_batch_size * max(1, training_args.world_size)
-        fields["dead_code_threshold"] = batch * tokens_per_image / fields.get("codebook_size", 16384) / args.coef_ema_dead_code
+        codes_per_token = batch * tokens_per_image / fields.get("codebook_size", 16384)
+        fields["dead_code_threshold"] = codes_per_token / args.coef_ema_dead_code
     return model_class(config_class(**fields))
 
 
