@@ -333,11 +333,11 @@ class FourMVQVAECosineQuantizer(nn.Module):
         x = latents.permute(0, 2, 3, 1).reshape(-1, dim)  # (B * L, d)
         if self.config.norm_latents:
             x = F.normalize(x, dim=-1)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            flat = F.normalize(x.float(), dim=-1)
-            similarity = flat @ F.normalize(self.codebook, dim=-1).t()  # (B * L, K)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # float32 whatever the model dtype
+            flat, codebook = F.normalize(x.float(), dim=-1), self.codebook.float()
+            similarity = flat @ F.normalize(codebook, dim=-1).t()  # (B * L, K)
             ids = similarity.argmax(dim=-1)
-            quantized = F.embedding(ids, self.codebook)
+            quantized = F.embedding(ids, codebook)
         loss = latents.new_zeros(())
         if update_codebook:
             with torch.no_grad():
@@ -353,7 +353,7 @@ class FourMVQVAECosineQuantizer(nn.Module):
         counts = _all_reduce_sum(torch.bincount(ids, minlength=size).to(flat.dtype))  # (K,)
         sums = _all_reduce_sum(flat.new_zeros(size, flat.shape[1]).index_add_(0, ids, flat))  # (K, d)
         self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
-        normalized = F.normalize(self.codebook, dim=-1)
+        normalized = F.normalize(self.codebook.float(), dim=-1)
         means = F.normalize(sums / counts.clamp(min=1).unsqueeze(1), dim=-1)
         target = torch.where((counts == 0).unsqueeze(1), normalized, means)
         self.codebook.copy_(normalized.mul_(decay).add_(target, alpha=1 - decay))

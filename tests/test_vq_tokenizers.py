@@ -536,3 +536,14 @@ def test_load_tokenizer_from_a_local_directory(tmp_path):
 
     tiny_memcodes().save_pretrained(tmp_path)
     assert isinstance(load_tokenizer(str(tmp_path)), FourMVQVAE)
+
+
+def test_half_precision_models_encode_and_decode():
+    model = tiny_vqvae().to(torch.bfloat16)
+    with torch.no_grad():
+        ids = model.encode(torch.rand(2, 3, 32, 32))  # float32 input, cast to the model dtype
+        out = model.decode(ids)
+    assert ids.dtype == torch.long and out.dtype == torch.bfloat16 and out.shape == (2, 3, 32, 32)
+    divae = tiny_divae().to(torch.bfloat16)
+    image = divae.decode(ids, num_steps=2, generator=torch.Generator().manual_seed(0))
+    assert image.dtype == torch.float32 and torch.isfinite(image).all()  # the sampler runs in float32
