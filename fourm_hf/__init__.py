@@ -52,6 +52,7 @@ from .modeling_fourm_tasks import (
 )
 from .processing_fourm import FourMProcessor
 from .tokenization_fourm import FourMTokenizer
+from .visualization_fourm import plot_modalities
 
 __version__ = "0.1.0"
 
@@ -112,5 +113,6 @@ __all__ = [
     "load_mixture",
     "load_tokenizer",
     "modality_id",
+    "plot_modalities",
     "register_modality",
 ]

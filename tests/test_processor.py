@@ -272,3 +272,24 @@ def test_bad_output_and_targets(tokenizer, image_processor, rgb_tokenizers):
     assert processor(targets=["caption"], batch_size=3)["caption"]["tensor"].shape == (3, 256)
     with pytest.raises(ValueError, match="only image-token modalities"):
         FourMProcessor(image_processor, tokenizer, vq_models={"caption": rgb_tokenizers[0]})
+
+
+def test_diffusion_tokenizer_decoding_takes_sampler_arguments(tokenizer, image_processor):
+    from fourm_hf import FourMDiVAE, FourMDiVAEConfig
+
+    torch.manual_seed(0)
+    config = FourMDiVAEConfig(
+        image_size=32, patch_size=8, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
+        codebook_size=16, latent_dim=8, unet_channels=16, unet_channel_mult=(1, 2), unet_num_res_blocks=1,
+        unet_attention_resolutions=(2,), unet_norm_groups=8,
+    )  # fmt: skip
+    divae = FourMDiVAE(config).eval()
+    processor = FourMProcessor(image_processor, tokenizer, vq_models={"tok_rgb@32": divae})
+    batch = processor(inputs={"tok_rgb@32": list(_two_tone_images(3, 2))})
+    images = processor.postprocess(batch, num_steps=2, generator=torch.Generator().manual_seed(0))["tok_rgb@32"]
+    with torch.no_grad():
+        direct = divae.decode(
+            batch["tok_rgb@32"]["tensor"].reshape(2, 4, 4), num_steps=2, generator=torch.Generator().manual_seed(0)
+        )
+    assert images.shape == (2, 32, 32, 3)
+    assert np.array_equal(images, image_processor.postprocess_rgb(direct, "tokenizer"))
