@@ -277,10 +277,10 @@ class FourMImageProcessor(BaseImageProcessor):
         return array.astype(np.float32)
 
     def preprocess(
-        self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = None, **kwargs
+        self, images: ImageLike | Sequence[ImageLike], size: int | None = None, return_tensors: str | None = None
     ) -> BatchFeature:
         """`pixel_values` for the 4M RGB pixel input (ImageNet mean/std), `(B, 3, S, S)`."""
-        pixel_values = self.preprocess_rgb(images, normalization="imagenet", size=kwargs.get("size"))
+        pixel_values = self.preprocess_rgb(images, normalization="imagenet", size=size)
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     # ----------------------------------------------------------------------------------------------------------------

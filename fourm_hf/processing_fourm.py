@@ -150,11 +150,7 @@ def _token_ids(info: ModalityInfo, value: Any) -> torch.Tensor | None:
 
 def _batch(value: Any) -> list:
     """One sample (a string, a dict, an image, an array without batch axis) or a list of samples, as a list."""
-    if isinstance(value, (str, Mapping)):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class FourMProcessor(ProcessorMixin):

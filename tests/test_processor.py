@@ -135,6 +135,13 @@ def test_sequence_inputs_and_empty_targets(tokenizer, image_processor):
     assert text_target["decoder_attention_mask"][0].tolist() == [0] + [1] * 39
 
 
+def test_long_sequences_are_truncated_and_keep_eos(tokenizer, image_processor):
+    processor = FourMProcessor(image_processor, tokenizer)
+    caption = processor(text=" ".join(["dogs"] * 300))["caption"]
+    assert caption["tensor"].shape == (1, 256) and caption["tensor"][0, -1] == tokenizer.eos_token_id
+    assert not caption["input_mask"].any()
+
+
 def test_processor_output_runs_through_the_model(tokenizer, tiny_config):
     processor = FourMProcessor(FourMImageProcessor(), tokenizer)
     image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
