@@ -856,11 +856,8 @@ class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
         tokens, emb, blocked, target_ids, modality_index = self.decoder.select_targets(
             modalities, targets, mod_embs, num_decoder_tokens
         )
-        dtype = encoded.last_hidden_state.dtype
-        context = self.decoder.context_proj(encoded.last_hidden_state) + encoded.position_embeddings
-        hidden = self.decoder(
-            tokens + emb, context, additive_mask(blocked, dtype), additive_mask(encoded.padding_mask[:, None, :], dtype)
-        )
+        context, cross_mask = self.decoder.context(encoded)
+        hidden = self.decoder(tokens + emb, context, additive_mask(blocked, context.dtype), cross_mask)
 
         losses, counts, logits, ids = {}, {}, {}, {}
         for index, name in enumerate(targets):
