@@ -16,12 +16,12 @@ import torch
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMVQVAE, FourMVQVAEConfig
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()
+def best_time(fn, *args, repeats: int) -> float:
+    fn(*args)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -43,17 +43,16 @@ def main() -> None:
         model = FourMVQVAE._from_config(semseg, attn_implementation=attention).eval()
         with torch.no_grad():
             ids = model.encode(labels)
-            results[f"semseg_encode_{attention}_s"] = best_time(lambda: model.encode(labels), args.repeats)
-            results[f"semseg_decode_{attention}_s"] = best_time(lambda: model.decode(ids), args.repeats)
-        del model
+            results[f"semseg_encode_{attention}_s"] = best_time(model.encode, labels, repeats=args.repeats)
+            results[f"semseg_decode_{attention}_s"] = best_time(model.decode, ids, repeats=args.repeats)
 
     rgb = FourMDiVAEConfig(image_size=448, codebook_size=16384)
     model = FourMDiVAE(rgb).eval()
     pixels = torch.rand(args.batch, 3, 224, 224) * 2 - 1
     with torch.no_grad():
         latents = model.encode_latents(pixels).quantized_latents
-        results["rgb_encode_s"] = best_time(lambda: model.encode(pixels), args.repeats)
-        results["rgb_unet_step_s"] = best_time(lambda: model.denoise(pixels, 500, latents), args.repeats)
+        results["rgb_encode_s"] = best_time(model.encode, pixels, repeats=args.repeats)
+        results["rgb_unet_step_s"] = best_time(model.denoise, pixels, 500, latents, repeats=args.repeats)
     print(json.dumps(results, indent=2))
 
 

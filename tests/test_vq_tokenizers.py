@@ -365,7 +365,10 @@ def test_save_and_reload(tmp_path):
 def test_divae_decode_shapes_and_generator():
     model = tiny_divae()
     tokens = torch.randint(0, 16, (2, 3, 2))
-    run = lambda seed, **kw: model.decode(tokens, num_steps=3, generator=torch.Generator().manual_seed(seed), **kw)
+
+    def run(seed, **kwargs):
+        return model.decode(tokens, num_steps=3, generator=torch.Generator().manual_seed(seed), **kwargs)
+
     out = run(0)
     assert out.shape == (2, 3, 24, 16)
     torch.testing.assert_close(run(0), out, atol=0, rtol=0)
@@ -417,8 +420,11 @@ def test_divae_save_and_reload(tmp_path):
     reloaded = FourMVQPreTrainedModel.from_pretrained(tmp_path)
     assert type(reloaded) is FourMDiVAE
     tokens = torch.randint(0, 16, (1, 4, 4))
-    decode = lambda m: m.decode(tokens, num_steps=2, scheduler="ddim", generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(decode(reloaded), decode(model))
+    generator = torch.Generator()
+    torch.testing.assert_close(
+        reloaded.decode(tokens, num_steps=2, scheduler="ddim", generator=generator.manual_seed(0)),
+        model.decode(tokens, num_steps=2, scheduler="ddim", generator=generator.manual_seed(0)),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
