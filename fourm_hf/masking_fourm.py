@@ -315,8 +315,8 @@ class FourMMaskingCollator:
     Each sample is a dict with one entry per mixture modality:
 
     - image tokens (`image_tokens` kind): ids of shape `(N,)` or `(h, w)`;
-    - pixels (`pixels` kind): float `(C, H, W)` taken as is, or uint8 `(H, W, C)` normalised with the ImageNet
-      mean and std (the official `rgb@224` input);
+    - pixels (`pixels` kind): float `(C, H, W)` taken as is, or 0-255 integers `(H, W, C)` normalised with the
+      ImageNet mean and std (the official `rgb@224` input);
     - sequences: token ids ending with `[EOS]`, shape `(L,)`, or `{"chunks": [[ids], ...]}` for chunk-wise
       masking (4M-21 metadata); longer ones are cut at the modality's `max_tokens`;
     - sequence embeddings: float `(L, E)` (input only).
@@ -449,13 +449,13 @@ class FourMMaskingCollator:
     @staticmethod
     def _pixels(info: ModalityInfo, array: np.ndarray) -> np.ndarray:
         size, channels = info.image_size, info.num_channels
-        if array.dtype == np.uint8 and array.shape == (size, size, channels):
+        if np.issubdtype(array.dtype, np.integer) and array.shape == (size, size, channels):  # 0-255 values
             mean, std = np.array(IMAGENET_MEAN, dtype=np.float32), np.array(IMAGENET_STD, dtype=np.float32)
             return ((array.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
         if np.issubdtype(array.dtype, np.floating) and array.shape == (channels, size, size):
             return array.astype(np.float32)
         raise ValueError(
-            f"{info.name}: expected float pixels of shape {(channels, size, size)} or uint8 of shape "
+            f"{info.name}: expected float pixels of shape {(channels, size, size)} or 0-255 integers of shape "
             f"{(size, size, channels)}, got {array.dtype} {array.shape}."
         )
 

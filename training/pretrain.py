@@ -1,0 +1,257 @@
+"""Pre-train 4M with `transformers.Trainer` and the official recipe.
+
+The recipe (apple/ml-4m `run_training_4m.py`): AdamW with betas (0.9, 0.95), eps 1e-8 and weight decay 0.05, no decay on
+LayerNorm parameters and biases; learning rate `base_learning_rate x total batch / 256`; linear warm-up from 0, then a
+cosine decay to `min_base_learning_rate x total batch / 256`; length and warm-up given in tokens (encoder + decoder
+budget per sample x total batch per optimizer step); no gradient clipping; the 'mod' loss (mean of per-modality
+losses), each per-modality loss logged as `<modality>_loss`. Batches come from [`FourMMaskingCollator`] on a
+pre-tokenised dataset (see `fourm_hf.pretokenization`); masks are seeded per sample, so a run resumed from a
+checkpoint continues exactly as if it had never stopped.
+
+    python training/pretrain.py --train_dataset path/to/pretokenized --config_name config.json \
+        --mixture 4m7_all2all_rgb2all --output_dir runs/4m7-b --per_device_train_batch_size 128 --bf16 \
+        --total_tokens 500e9 --warmup_tokens 10e9
+    accelerate launch --config_file training/accelerate_configs/multi_gpu.yaml training/pretrain.py ...
+
+Options are those of `TrainingArguments` (output_dir, per_device_train_batch_size, bf16, gradient_checkpointing,
+save_steps, resume_from_checkpoint, ...) plus the fields of `FourMPretrainingArguments` below.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging
+
+from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
+from fourm_hf.masking_fourm import FourMMaskingCollator, SeededMaskingDataset, load_mixture
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class FourMPretrainingArguments(TrainingArguments):
+    """`TrainingArguments` with 4M's defaults and token-based budgets.
+
+    `learning_rate`, `max_steps` and `warmup_steps` are derived: from `base_learning_rate` and the total batch, and
+    from `total_tokens` / `warmup_tokens` and the tokens per optimizer step.
+    """
+
+    train_dataset: str | None = field(default=None, metadata={"help": "Pre-tokenised dataset (`save_to_disk` dir)."})
+    mixture: str = field(default="4m7_all2all_rgb2all", metadata={"help": "Mixture preset name or .json/.yaml file."})
+    input_tokens: str | None = field(default=None, metadata={"help": "Encoder budget override: 'n' or 'min,max'."})
+    target_tokens: str | None = field(default=None, metadata={"help": "Decoder budget override: 'n' or 'min,max'."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Initial weights (native or official)."})
+    config_name: str | None = field(default=None, metadata={"help": "FourMConfig (dir or json) for a fresh model."})
+    text_tokenizer: str | None = field(default=None, metadata={"help": "FourMTokenizer dir: [PAD] and sentinel ids."})
+    base_learning_rate: float = field(default=1e-4, metadata={"help": "lr = base_learning_rate x total batch / 256."})
+    min_base_learning_rate: float = field(default=0.0, metadata={"help": "Final lr of the cosine, per 256 samples."})
+    total_tokens: float = field(default=500e9, metadata={"help": "Training length in tokens (input + target)."})
+    warmup_tokens: float = field(default=10e9, metadata={"help": "Linear warm-up length in tokens."})
+    masking_seed: int = field(default=0, metadata={"help": "Seed of the per-sample masking."})
+    random_crop: bool = field(default=True, metadata={"help": "Draw one of the stored crops per sample (else crop 0)."})
+    auto_resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir."})
+    # the official recipe's values as defaults
+    weight_decay: float = 0.05
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 0.0
+    optim: str = "adamw_torch"
+    remove_unused_columns: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.total_batch_size = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+        self.learning_rate = self.base_learning_rate * self.total_batch_size / 256
+        mixture = self.load_mixture()
+        self.tokens_per_step = (mixture.input_tokens[1] + mixture.target_tokens[1]) * self.total_batch_size
+        self.max_steps = max(1, math.ceil(self.total_tokens / self.tokens_per_step))
+        self.warmup_steps = math.ceil(self.warmup_tokens / self.tokens_per_step)
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(
+                f"warmup_tokens ({self.warmup_tokens:g}) must be less than total_tokens ({self.total_tokens:g}): "
+                f"{self.warmup_steps} warm-up steps of {self.max_steps}."
+            )
+
+    def load_mixture(self):
+        overrides = {
+            key: tuple(int(v) for v in str(value).split(","))
+            for key, value in (("input_tokens", self.input_tokens), ("target_tokens", self.target_tokens))
+            if value is not None
+        }
+        return load_mixture(self.mixture, **{k: v if len(v) > 1 else v[0] for k, v in overrides.items()})
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """The official schedule as a factor of the peak lr: `linspace(0, 1, warmup_steps)` over the warm-up steps, then
+    `min_ratio + (1 - min_ratio) (1 + cos(pi i / (total_steps - warmup_steps))) / 2` for the i-th step after it."""
+    if step < warmup_steps:
+        return step / (warmup_steps - 1) if warmup_steps > 1 else 0.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Parameters the official recipe does not decay: LayerNorm weights and biases, every bias, layer-scale `gamma`,
+    plus the model's own `no_weight_decay()` names. Embeddings, modality embeddings and the mask token are decayed."""
+    names = set(getattr(model, "no_weight_decay", lambda: ())())
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if isinstance(module, nn.LayerNorm) or name in ("bias", "gamma"):
+                names.add(full)
+    return names
+
+
+class MaskingEpochCallback(TrainerCallback):
+    """Sets the epoch of a [`SeededMaskingDataset`] at the start of every epoch.
+
+    accelerate's `DataLoaderShard.set_epoch` does not reach the dataset when the batch sampler is wrapped, which is
+    the case after resuming mid-epoch (`skip_first_batches`); without this the resumed epoch would be masked with the
+    seeds of epoch 0.
+    """
+
+    def __init__(self, dataset: SeededMaskingDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
+
+
+class FourMPretrainer(Trainer):
+    """`Trainer` with 4M's weight-decay groups, warm-up + cosine schedule and per-modality loss logging."""
+
+    loss_is_scaled_for_ga = False  # the 'mod' loss is a per-batch mean: Trainer divides it by the accumulation steps
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._modality_loss_sums: dict[str, torch.Tensor] = {}
+        self._modality_loss_first_step = 0
+        if isinstance(self.train_dataset, SeededMaskingDataset):
+            self.add_callback(MaskingEpochCallback(self.train_dataset))
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        excluded = no_weight_decay_names(model)
+        return [name for name, _ in model.named_parameters() if name not in excluded]
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> LambdaLR:
+        if self.lr_scheduler is None:
+            min_ratio = self.args.min_base_learning_rate / self.args.base_learning_rate
+            factor = functools.partial(
+                warmup_cosine_factor, warmup_steps=self.args.warmup_steps, total_steps=num_training_steps,
+                min_ratio=min_ratio,
+            )
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training and outputs.modality_losses:
+            if not self._modality_loss_sums:  # a new logging window starts after the last completed step
+                self._modality_loss_first_step = self.state.global_step
+            scale = 1.0 / self.current_gradient_accumulation_steps
+            for name, value in outputs.modality_losses.items():
+                total = self._modality_loss_sums.get(name, 0.0)
+                self._modality_loss_sums[name] = total + value.detach().float() * scale
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """6 x (encoder + decoder tokens) x non-embedding parameters (Trainer's estimate reads a tensor input)."""
+        batch = next(iter(inputs["modalities"].values()))["tensor"].shape[0]
+        tokens = batch * (inputs["num_encoder_tokens"] + inputs["num_decoder_tokens"])
+        return 6 * tokens * self.model.num_parameters(exclude_embeddings=True)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._modality_loss_sums:
+            steps = max(1, self.state.global_step - self._modality_loss_first_step)
+            for name, total in sorted(self._modality_loss_sums.items()):
+                logs[f"{name}_loss"] = self.accelerator.reduce(total, reduction="mean").item() / steps
+            self._modality_loss_sums = {}
+            tokens = self.state.global_step * self.args.tokens_per_step
+            logs["total_tokens_seen_b"] = tokens / 1e9
+        super().log(logs, start_time)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building the pieces
+
+
+def build_model(args: FourMPretrainingArguments) -> FourMForMaskedModeling:
+    if args.model_name_or_path is not None:
+        return FourMForMaskedModeling.from_pretrained(args.model_name_or_path)
+    if args.config_name is None:
+        raise ValueError("Give --model_name_or_path (initial weights) or --config_name (a FourMConfig).")
+    return FourMForMaskedModeling(FourMConfig.from_pretrained(args.config_name))
+
+
+def build_collator(args: FourMPretrainingArguments, config: FourMConfig) -> FourMMaskingCollator:
+    mixture = args.load_mixture()
+    known = set(config.encoder_modalities) | set(config.decoder_modalities)
+    unknown = [name for name in mixture.modalities if name not in known]
+    if unknown:
+        raise ValueError(f"The mixture masks {unknown}, which the model has no embedding for (it knows {sorted(known)}).")
+    options = {"config": config, "random_crop": args.random_crop}
+    if args.text_tokenizer is not None:
+        return FourMMaskingCollator.from_tokenizer(mixture, FourMTokenizer.from_pretrained(args.text_tokenizer), **options)
+    return FourMMaskingCollator(mixture, **options)
+
+
+def run_pretraining(
+    args: FourMPretrainingArguments,
+    model: FourMForMaskedModeling | None = None,
+    train_dataset: Any = None,
+    callbacks: list | None = None,
+) -> FourMPretrainer:
+    """Train (resuming from the last checkpoint of `output_dir` when `auto_resume`) and return the trainer."""
+    set_seed(args.seed)
+    model = model if model is not None else build_model(args)
+    if train_dataset is None:
+        if args.train_dataset is None:
+            raise ValueError("Give --train_dataset (a pre-tokenised dataset saved with save_to_disk).")
+        train_dataset = datasets.load_from_disk(args.train_dataset).with_format("numpy")
+    trainer = FourMPretrainer(
+        model=model,
+        args=args,
+        train_dataset=SeededMaskingDataset(train_dataset, seed=args.masking_seed),
+        data_collator=build_collator(args, model.config),
+        callbacks=callbacks,
+    )
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint is None and args.auto_resume and os.path.isdir(args.output_dir):
+        checkpoint = get_last_checkpoint(args.output_dir)
+    if checkpoint is not None:
+        logger.info(f"Resuming from {checkpoint}.")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = HfArgumentParser(FourMPretrainingArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        (args,) = parser.parse_yaml_file(argv[0]) if not argv[0].endswith(".json") else parser.parse_json_file(argv[0])
+    else:
+        (args,) = parser.parse_args_into_dataclasses(argv)
+    print(
+        f"lr {args.learning_rate:.3g} (total batch {args.total_batch_size}), {args.max_steps} steps, "
+        f"{args.warmup_steps} warm-up steps, {args.tokens_per_step} tokens per step"
+    )
+    trainer = run_pretraining(args)
+    trainer.save_model()
+
+
+if __name__ == "__main__":
+    main()
