@@ -795,7 +795,7 @@ class FourMGenerationMixin:
            not given, each target resolved to its token schedule, temperatures and guidance groups.
         3. For every target, for every step s (counted over the whole chain; RNG seeded with `seed + s`):
            a. Build the passes: with guidance, one conditional pass per group and an unconditional pass that empties
-              the groups' conditions; all passes as one batch.
+              the groups' conditions; all passes run as one batch (`batch_guidance=False`: one forward each).
            b. MaskGIT / ROAR: encode the visible tokens, query the target positions of the step with the mask token,
               decode, combine the passes' logits, sample every query, commit the accepted tokens (they become
               visible inputs and stop being targets).
