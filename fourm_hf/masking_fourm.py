@@ -260,11 +260,9 @@ def split_budget(rng: np.random.Generator, alphas: np.ndarray, total: int, cap: 
 # Span masking
 
 
-def count_dropped_runs(keep: np.ndarray) -> int:
-    """Maximal runs of False in `keep`: the sentinels span masking inserts into the input."""
-    if len(keep) == 0:
-        return 0
-    return int(not keep[0]) + int(np.count_nonzero(~keep[1:] & keep[:-1]))
+def count_dropped_runs(keep: np.ndarray) -> np.ndarray | int:
+    """Maximal runs of False along the last axis of `keep`: the sentinels span masking inserts into the input."""
+    return np.count_nonzero(~keep[..., :1], axis=-1) + np.count_nonzero(~keep[..., 1:] & keep[..., :-1], axis=-1)
 
 
 def draw_span_keep(
@@ -283,8 +281,7 @@ def draw_span_keep(
     while True:
         probs = keep_prob * KEEP_PROB_DECAY ** np.arange(_REDRAWS)
         keep = rng.random((_REDRAWS, len(unit_lengths))) <= probs[:, None]  # (redraws, units)
-        runs = np.count_nonzero(~keep[:, :1], axis=1) + np.count_nonzero(~keep[:, 1:] & keep[:, :-1], axis=1)
-        fits = keep @ unit_lengths + runs <= input_budget
+        fits = keep @ unit_lengths + count_dropped_runs(keep) <= input_budget
         if fits.any():
             return keep[int(fits.argmax())]
         keep_prob = probs[-1] * KEEP_PROB_DECAY
@@ -482,7 +479,7 @@ class FourMMaskingCollator:
     def _sequence(self, rng, info, value, n_in, n_tgt, scheme) -> dict:
         units = self._units(info, value)
         keep = draw_span_keep(rng, np.fromiter(map(len, units), dtype=np.int64, count=len(units)), n_in, scheme)
-        runs = count_dropped_runs(keep)
+        runs = int(count_dropped_runs(keep))
         if runs + 1 >= len(self.sentinel_ids):
             raise ValueError(f"{info.name}: span masking needs {runs + 2} sentinels, only {len(self.sentinel_ids)} given.")
         sentinel = self.sentinel_ids.__getitem__

@@ -20,7 +20,7 @@ from fourm_hf.serialization_fourm import merge_spans
 
 PAD, EOS = 0, 3
 SENTINELS = list(range(4, 204))  # [S_k] = 4 + k, as in the official vocabulary
-K = 60.0
+K = 150.0
 # Concentrated alphas keep the Monte-Carlo error of every mean well below the 2% tolerance (checked in the test);
 # two weighted components, an image cap that binds (16 global tokens), budget ranges, long sequences (so the
 # keep-probability decay and target truncation are always at work), chunk masking and a sequence embedding

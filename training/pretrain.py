@@ -245,10 +245,11 @@ def main(argv: list[str] | None = None) -> None:
         (args,) = parser.parse_yaml_file(argv[0]) if not argv[0].endswith(".json") else parser.parse_json_file(argv[0])
     else:
         (args,) = parser.parse_args_into_dataclasses(argv)
-    print(
-        f"lr {args.learning_rate:.3g} (total batch {args.total_batch_size}), {args.max_steps} steps, "
-        f"{args.warmup_steps} warm-up steps, {args.tokens_per_step} tokens per step"
-    )
+    if args.process_index == 0:
+        print(
+            f"lr {args.learning_rate:.3g} (total batch {args.total_batch_size}), {args.max_steps} steps, "
+            f"{args.warmup_steps} warm-up steps, {args.tokens_per_step} tokens per step"
+        )
     trainer = run_pretraining(args)
     trainer.save_model()
 
