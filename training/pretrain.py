@@ -19,6 +19,7 @@ save_steps, resume_from_checkpoint, ...) plus the fields of `FourMPretrainingArg
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -73,6 +74,10 @@ class FourMPretrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+        for name in ("learning_rate", "max_steps", "warmup_steps"):
+            if getattr(self, name) != defaults[name]:
+                logger.warning(f"{name} is derived from the token budgets and base_learning_rate; the value given is ignored.")
         self.total_batch_size = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
         self.learning_rate = self.base_learning_rate * self.total_batch_size / 256
         mixture = self.load_mixture()
