@@ -191,6 +191,17 @@ class MaskingMixture:
             raise ValueError(f"{path}: a mixture file holds a mapping, got {type(config).__name__}.")
         return cls.from_dict({"name": path.stem, **config}, **overrides)
 
+    def subset(self, modalities: Sequence[str]) -> "MaskingMixture":
+        """The same mixture over only `modalities` (e.g. those a dataset has); the others' alphas are dropped.
+
+        >>> load_mixture("4m7_all2all_rgb2all").subset(["rgb@224", "tok_rgb@224", "tok_depth@224", "caption"])
+        """
+        unknown = [m for m in modalities if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"Mixture {self.name!r} has no {unknown}; it covers {list(self.modalities)}.")
+        kept = {m: a for m, a in self.modalities.items() if m in modalities}
+        return dataclasses.replace(self, modalities=kept, name=f"{self.name}-subset")
+
     def to_dict(self) -> dict[str, Any]:
         entries = {}
         for modality, alphas in self.modalities.items():
@@ -553,7 +564,10 @@ class FourMMaskingCollator:
             rng = np.random.default_rng(sample["masking_seed"]) if "masking_seed" in sample else self.rng
         missing = [name for name in self.infos if name not in sample]
         if missing:
-            raise ValueError(f"Sample has no {missing}; the mixture {self.mixture.name!r} needs {list(self.infos)}.")
+            raise ValueError(
+                f"Sample has no {missing}; the mixture {self.mixture.name!r} needs {list(self.infos)} "
+                "(`mixture.subset(...)` drops modalities a dataset lacks)."
+            )
         sample = self._select_crop(rng, sample)
         budget = self.sample_budget(rng)
         masked = {}

@@ -423,6 +423,13 @@ def test_presets_load_and_official_yaml_layouts_are_accepted(tmp_path):
         mixture = load_mixture(name)
         assert all(get_modality(m) for m in mixture.modalities)
         assert MaskingMixture.from_dict(mixture.to_dict()) == mixture
+    subset = load_mixture("4m7_all2all_rgb2all").subset(["rgb@224", "tok_rgb@224", "caption"])
+    assert list(subset.modalities) == ["rgb@224", "tok_rgb@224", "caption"] and subset.num_components == 2
+    assert subset.modalities["caption"].keep == ("random", "random") and subset.input_tokens == (128, 128)
+    with pytest.raises(ValueError, match="component 0 has no positive input_alphas"):
+        load_mixture("4m7_all2all_rgb2all").subset(["tok_rgb@224", "caption"])  # rgb2all without RGB
+    with pytest.raises(ValueError, match=r"has no \['tok_dinov2@224'\]"):
+        load_mixture("4m7_all2all").subset(["tok_dinov2@224"])
     yaml = pytest.importorskip("yaml")
     flat = {  # the official flat layout (no sampling_weights / alphas_mixture level)
         "rgb@224": {"input_alphas": [1000.0, 0.5], "target_alphas": [0.0, 0.0]},
