@@ -1,0 +1,251 @@
+"""Fine-tune a 4M encoder for image classification, semantic segmentation or depth estimation with `Trainer`.
+
+Works on any `datasets` dataset with an image column and a label column (a class id, a class-id map, or a depth map),
+from the Hub or a local directory written by `save_to_disk`. The encoder comes from any 4M checkpoint, native or
+official apple/ml-4m layout; the head starts fresh. Images are resized to the resolution of the model's pixel
+modality (224 for `rgb@224`) and normalised with the ImageNet statistics, using PIL and NumPy only.
+
+    python training/finetune.py --task image-classification --model_name_or_path EPFL-VILAB/4M-7_B_CC12M \
+        --dataset_name imagenet-1k --output_dir out --do_train --do_eval --bf16 \
+        --layer_decay 0.75 --drop_path_rate 0.1 --learning_rate 1e-3 --num_train_epochs 50
+
+    accelerate launch --num_processes 8 training/finetune.py ...   # same arguments, data-parallel
+
+Options beyond transformers' `TrainingArguments`: `--freeze_encoder`, `--layer_decay`, `--drop_path_rate`,
+`--head_hidden_size`, `--lora_r` (LoRA through peft on the encoder's attention and MLP linears), and for the dense
+tasks `--do_reduce_labels` (ADE20K: 0 = "other" becomes ignored) and `--depth_scale` (e.g. 1000 for millimetre PNGs).
+Gradient checkpointing and bf16 are the usual `--activation_checkpointing` and `--bf16`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import DatasetDict, load_dataset, load_from_disk
+from PIL import Image
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from fourm_hf import (
+    LORA_TARGET_MODULES,
+    FourMForDepthEstimation,
+    FourMForImageClassification,
+    FourMForSemanticSegmentation,
+    layer_decay_param_groups,
+)
+from fourm_hf.metrics_fourm import (
+    argmax_logits_for_metrics,
+    classification_compute_metrics,
+    depth_compute_metrics,
+    segmentation_compute_metrics,
+)
+from fourm_hf.modalities import PIXELS
+
+logger = logging.getLogger(__name__)
+
+TASKS = {
+    "image-classification": FourMForImageClassification,
+    "semantic-segmentation": FourMForSemanticSegmentation,
+    "depth-estimation": FourMForDepthEstimation,
+}
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "4M checkpoint: Hub id or local dir, native or official layout."})
+    task: str = field(default="image-classification", metadata={"help": f"One of {sorted(TASKS)}."})
+    freeze_encoder: bool = field(default=False, metadata={"help": "Train the head only."})
+    layer_decay: float | None = field(default=None, metadata={"help": "Layer-wise LR decay factor, e.g. 0.75."})
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Encoder stochastic depth rate."})
+    head_hidden_size: int | None = field(default=None, metadata={"help": "Channels of the dense heads' decoder."})
+    num_labels: int | None = field(
+        default=None, metadata={"help": "Number of classes, when the label column has no ClassLabel names."}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains without LoRA (needs peft when > 0)."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_name: str = field(metadata={"help": "Hub dataset name or a local `save_to_disk` directory."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
+    train_val_split: float = field(default=0.15, metadata={"help": "Share of train held out without a validation split."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})
+    image_size: int | None = field(default=None, metadata={"help": "Pixel resolution; defaults to the model's."})
+    do_reduce_labels: bool = field(default=False, metadata={"help": "Segmentation: 0 -> 255 (ignored), others - 1."})
+    depth_scale: float = field(default=1.0, metadata={"help": "Depth labels are divided by this value."})
+
+
+def to_pixel_values(image, size: int, flip: bool) -> np.ndarray:
+    """PIL image or array -> (3, size, size) float32, ImageNet-normalised."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    array = (np.asarray(image, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    array = array[:, ::-1] if flip else array
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def to_label_map(label, size: int, flip: bool, dtype: np.dtype) -> np.ndarray:
+    """A (H, W) class or depth map resized with nearest-neighbour sampling (no blending of ids or missing depth)."""
+    array = np.asarray(label)
+    if array.ndim == 3:  # single-channel images stored as (H, W, 1)
+        array = array[..., 0]
+    resized = np.asarray(Image.fromarray(array.astype(np.float32)).resize((size, size), Image.Resampling.NEAREST))
+    resized = resized[:, ::-1] if flip else resized
+    return np.ascontiguousarray(resized).astype(dtype)
+
+
+def make_transform(task: str, data_args: DataTrainingArguments, size: int, train: bool, seed: int):
+    """A batched `with_transform` function producing `pixel_values` and `labels` (random flips when training)."""
+    rng = np.random.default_rng(seed)
+
+    def transform(batch: dict) -> dict:
+        images, labels = batch[data_args.image_column_name], batch[data_args.label_column_name]
+        flips = rng.random(len(images)) < 0.5 if train else np.zeros(len(images), dtype=bool)
+        out = {"pixel_values": [to_pixel_values(im, size, f) for im, f in zip(images, flips)]}
+        if task == "image-classification":
+            out["labels"] = labels
+        elif task == "semantic-segmentation":
+            maps = [to_label_map(label, size, f, np.int64) for label, f in zip(labels, flips)]
+            if data_args.do_reduce_labels:
+                maps = [np.where(m == 0, 255, m - 1) for m in maps]
+            out["labels"] = maps
+        else:
+            out["labels"] = [to_label_map(label, size, f, np.float32) / data_args.depth_scale for label, f in zip(labels, flips)]
+        return out
+
+    return transform
+
+
+def load_splits(data_args: DataTrainingArguments, seed: int) -> DatasetDict:
+    if os.path.isdir(data_args.dataset_name) and any(
+        os.path.exists(os.path.join(data_args.dataset_name, f)) for f in ("dataset_dict.json", "dataset_info.json")
+    ):
+        dataset = load_from_disk(data_args.dataset_name)
+    else:
+        dataset = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+    if not isinstance(dataset, DatasetDict):
+        dataset = DatasetDict({"train": dataset})
+    if "validation" not in dataset:
+        split = dataset["train"].train_test_split(test_size=data_args.train_val_split, seed=seed)
+        dataset = DatasetDict({"train": split["train"], "validation": split["test"]})
+    for name, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None:
+            dataset[name] = dataset[name].select(range(min(limit, len(dataset[name]))))
+    return dataset
+
+
+def build_model(model_args: ModelArguments, dataset: DatasetDict, label_column: str):
+    if model_args.task not in TASKS:
+        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {model_args.task!r}.")
+    overrides = {}
+    if model_args.drop_path_rate is not None:
+        overrides["encoder_drop_path_rate"] = model_args.drop_path_rate
+    if model_args.head_hidden_size is not None:
+        overrides["head_hidden_size"] = model_args.head_hidden_size
+    if model_args.task != "depth-estimation":
+        feature = dataset["train"].features[label_column]
+        names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+        if model_args.num_labels is not None:
+            overrides["num_labels"] = model_args.num_labels
+        elif names:
+            overrides["id2label"] = dict(enumerate(names))
+        elif model_args.task == "image-classification":
+            overrides["num_labels"] = int(max(dataset["train"][label_column])) + 1
+        else:
+            raise ValueError("Segmentation needs --num_labels (label maps carry no class names).")
+    model = TASKS[model_args.task].from_pretrained(model_args.model_name_or_path, **overrides)
+    if model_args.freeze_encoder:
+        model.freeze_encoder()
+    if model_args.lora_r > 0:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as error:
+            raise ImportError("--lora_r needs peft: pip install 'fourm_hf[peft]'.") from error
+        lora = LoraConfig(
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=LORA_TARGET_MODULES,
+            modules_to_save=list(model.head_module_names),
+        )
+        model = get_peft_model(model, lora)
+    return model
+
+
+def model_image_size(model) -> int:
+    config = model.config
+    for name in config.encoder_modalities:
+        info = config.modality(name)
+        if info.kind == PIXELS:
+            return info.image_size
+    raise ValueError(f"The model has no pixel modality; its encoder takes {config.encoder_modalities}.")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    training_args.remove_unused_columns = False  # the transforms read the raw image and label columns
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+
+    dataset = load_splits(data_args, training_args.seed)
+    model = build_model(model_args, dataset, data_args.label_column_name)
+    size = data_args.image_size or model_image_size(model)
+    dataset["train"].set_transform(make_transform(model_args.task, data_args, size, True, training_args.seed))
+    dataset["validation"].set_transform(make_transform(model_args.task, data_args, size, False, training_args.seed))
+
+    metrics_kwargs = {"compute_metrics": classification_compute_metrics}
+    if model_args.task == "semantic-segmentation":
+        metrics_kwargs = {
+            "compute_metrics": segmentation_compute_metrics(model.config.num_labels, model.config.semantic_loss_ignore_index),
+            "preprocess_logits_for_metrics": argmax_logits_for_metrics,
+        }
+    elif model_args.task == "depth-estimation":
+        metrics_kwargs = {"compute_metrics": depth_compute_metrics}
+    optimizer_kwargs = {}
+    if model_args.layer_decay is not None:
+        groups = layer_decay_param_groups(
+            model, training_args.learning_rate, training_args.weight_decay, model_args.layer_decay
+        )
+        betas = (training_args.adam_beta1, training_args.adam_beta2)
+        optimizer_kwargs["optimizer_cls_and_kwargs"] = (
+            torch.optim.AdamW,
+            {"params": groups, "betas": betas, "eps": training_args.adam_epsilon},
+        )
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"] if training_args.do_train else None,
+        eval_dataset=dataset["validation"] if training_args.do_eval else None,
+        **metrics_kwargs,
+        **optimizer_kwargs,
+    )
+    metrics: dict[str, float] = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+        metrics.update(result.metrics)
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
