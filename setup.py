@@ -27,6 +27,6 @@ setup(
     extras_require={
         "train": ["scikit-learn", "PyYAML"],
         "peft": ["peft"],
-        "dev": ["pytest", "hypothesis", "scikit-learn", "PyYAML"],
+        "dev": ["pytest", "hypothesis", "scikit-learn", "PyYAML", "peft"],
     },
 )

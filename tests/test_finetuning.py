@@ -400,38 +400,56 @@ def _finetune_module(monkeypatch):
     return module
 
 
-@pytest.mark.parametrize("task", ["image-classification", "semantic-segmentation", "depth-estimation"])
-def test_finetune_script(task, tmp_path, monkeypatch):
-    """training/finetune.py end to end on a tiny image dataset saved with `save_to_disk`, with layer decay."""
+def _run_finetune(task: str, tmp_path: Path, monkeypatch, extra_args: list[str]) -> dict:
+    """training/finetune.py on 8 synthetic images saved with `save_to_disk` and a tiny native 4M checkpoint."""
     pixels, maps = synthetic_scenes(8, seed=1)
     images = [(p.permute(1, 2, 0).clamp(-2, 2).add(2).mul(60)).byte().numpy() for p in pixels]
     if task == "image-classification":
         label_feature, labels = ClassLabel(names=["bg", "red", "blue"]), maps[:, 0, 0].tolist()
     elif task == "semantic-segmentation":
         label_feature, labels = Image(), [m.byte().numpy() for m in maps]
-    else:
+    else:  # depth in millimetres, as NYUv2 PNGs store it
         label_feature, labels = Image(), [(1000 + 1500 * m).to(torch.int32).numpy() for m in maps]
     features = Features({"image": Image(), "label": label_feature})
     Dataset.from_dict({"image": images, "label": labels}, features=features).save_to_disk(tmp_path / "data")
-    FourMForMaskedModeling(make_config(encoder_modalities=["rgb@32"], decoder_modalities=["tok_depth@224"], num_decoder_layers=1)).save_pretrained(tmp_path / "model")
-
+    config = make_config(encoder_modalities=["rgb@32"], decoder_modalities=["tok_depth@224"], num_decoder_layers=1)
+    FourMForMaskedModeling(config).save_pretrained(tmp_path / "model")
     args = [
         "--model_name_or_path", str(tmp_path / "model"), "--task", task, "--dataset_name", str(tmp_path / "data"),
         "--output_dir", str(tmp_path / "out"), "--do_train", "--do_eval", "--max_steps", "2",
-        "--per_device_train_batch_size", "4", "--train_val_split", "0.25", "--layer_decay", "0.75",
-        "--drop_path_rate", "0.1", "--head_hidden_size", "8", "--use_cpu", "--report_to", "none",
+        "--per_device_train_batch_size", "4", "--train_val_split", "0.25", "--use_cpu", "--report_to", "none",
         "--save_strategy", "no", "--disable_tqdm", "true",
     ]
-    if task == "semantic-segmentation":
-        args += ["--do_reduce_labels", "--num_labels", "2"]  # class 0 becomes ignored; classes 1, 2 -> 0, 1
-    if task == "depth-estimation":
-        args += ["--depth_scale", "1000"]
-    metrics = _finetune_module(monkeypatch).main(args)
+    return _finetune_module(monkeypatch).main(args + extra_args)
+
+
+@pytest.mark.parametrize(
+    "task, extra_args, metric",
+    [
+        ("image-classification", ["--layer_decay", "0.75", "--drop_path_rate", "0.1"], "eval_accuracy"),
+        # class 0 becomes ignored; classes 1, 2 -> 0, 1
+        ("semantic-segmentation", ["--do_reduce_labels", "--num_labels", "2", "--freeze_encoder"], "eval_mean_iou"),
+        ("depth-estimation", ["--depth_scale", "1000", "--bf16", "--activation_checkpointing"], "eval_delta1"),
+    ],
+)
+def test_finetune_script(task, extra_args, metric, tmp_path, monkeypatch):
+    metrics = _run_finetune(task, tmp_path, monkeypatch, extra_args + ["--head_hidden_size", "8"])
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
-    expected_metric = {"image-classification": "eval_accuracy", "semantic-segmentation": "eval_mean_iou",
-                       "depth-estimation": "eval_delta1"}[task]
-    assert 0.0 <= metrics[expected_metric] <= 1.0
+    assert 0.0 <= metrics[metric] <= 1.0
     saved = FourMConfig.from_pretrained(tmp_path / "out")
-    assert saved.encoder_drop_path_rate == 0.1 and saved.head_hidden_size == 8
+    assert saved.head_hidden_size == 8
     if task == "image-classification":
-        assert saved.id2label == {0: "bg", 1: "red", 2: "blue"}
+        assert saved.encoder_drop_path_rate == 0.1 and saved.id2label == {0: "bg", 1: "red", 2: "blue"}
+    if task == "semantic-segmentation":
+        assert saved.num_labels == 2
+        # the encoder was frozen: its saved weights are those of the starting checkpoint
+        start = load_file(str(tmp_path / "model" / "model.safetensors"))
+        end = load_file(str(tmp_path / "out" / "model.safetensors"))
+        assert all(torch.equal(end[k], start[k]) for k in end if k.startswith("encoder."))
+
+
+def test_finetune_script_with_lora(tmp_path, monkeypatch):
+    pytest.importorskip("peft")
+    metrics = _run_finetune("image-classification", tmp_path, monkeypatch, ["--lora_r", "4", "--layer_decay", "0.75"])
+    assert math.isfinite(metrics["train_loss"]) and 0.0 <= metrics["eval_accuracy"] <= 1.0
+    assert (tmp_path / "out" / "adapter_config.json").exists()
