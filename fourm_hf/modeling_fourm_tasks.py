@@ -110,17 +110,17 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         if not overrides:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         config = kwargs.pop("config", None)
-        if isinstance(config, (str, os.PathLike)):
-            config = FourMConfig.from_pretrained(config, **_hub_kwargs(kwargs))
-        if config is None and pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
+        if pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
             official = load_official_checkpoint(pretrained_model_name_or_path, cls, kwargs)
             if official is not None:
-                config, kwargs["state_dict"] = official
                 pretrained_model_name_or_path = None
-            else:
-                config = FourMConfig.from_pretrained(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
-        if config is None:
-            raise ValueError("Pass a checkpoint path or a `config` together with `state_dict`.")
+                config = official[0] if config is None else config
+                kwargs["state_dict"] = official[1]
+        if config is None or isinstance(config, (str, os.PathLike)):
+            source = config or pretrained_model_name_or_path
+            if source is None:
+                raise ValueError("Pass a checkpoint path, or a `config` together with `state_dict`.")
+            config = FourMConfig.from_pretrained(source, **_hub_kwargs(kwargs))
         config = copy.deepcopy(config)
         _apply_config_overrides(config, overrides)
         return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
@@ -158,11 +158,12 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         Returns the encoder output and the name of the pixel modality used.
         """
         name = self.pixel_modality(pixel_values)
-        pixel_values = pixel_values.to(self.encoder.embeddings[name].proj.weight.dtype)
         if modalities and name in modalities:
             raise ValueError(f"{name!r} is given as pixel_values; do not repeat it in `modalities`.")
         inputs = {name: {"tensor": pixel_values}, **(modalities or {})}
         _check_modalities(self.config, inputs, set(self.config.encoder_modalities))
+        # float32 pixels into a bf16 / fp16 model
+        inputs[name] = {"tensor": pixel_values.to(self.encoder.embeddings[name].proj.weight.dtype)}
         num_patches = self.config.modality(name).num_tokens
         if num_encoder_tokens is not None and num_encoder_tokens < num_patches:
             raise ValueError(

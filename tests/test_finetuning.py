@@ -164,6 +164,8 @@ def test_input_errors(batch):
     model = FourMForImageClassification(make_config())
     with pytest.raises(ValueError, match=r"\(2, 3, 64, 64\) match no pixel modality.*'rgb@32': \(3, 32, 32\)"):
         model(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(TypeError, match="rgb@32 expects floating-point pixels, got torch.uint8"):
+        model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(TypeError, match="pixel_values must be a torch.Tensor"):
         model(np.zeros((2, 3, 32, 32), dtype=np.float32))
     with pytest.raises(ValueError, match="do not repeat it"):
@@ -218,6 +220,12 @@ def test_official_checkpoint_fills_the_encoder_bit_for_bit(official_checkpoints,
         assert torch.isfinite(state[key]).all() and state[key].abs().max() < 10
     out = model(torch.randn(1, 3, 224, 224))
     assert out.logits.shape == (1, 5, 224, 224)
+
+    # a bare official .safetensors file (config in its metadata) works too
+    classifier = FourMForImageClassification.from_pretrained(directory / "model.safetensors", num_labels=7)
+    assert classifier.classifier.out_features == 7
+    for key, value in classifier.encoder.state_dict().items():
+        assert torch.equal(value, state[f"encoder.{key}"]), key
 
 
 def test_native_round_trip_and_auto_classes(tmp_path, batch):
