@@ -135,9 +135,7 @@ class Accuracy(evaluate.Metric):
             description="Share of predictions equal to the reference.",
             citation="",
             inputs_description="predictions, references: class ids (int).",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:

@@ -25,14 +25,11 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
-from transformers.utils import logging
 
 from .configuration_fourm import FourMConfig
 from .modalities import PIXELS
 from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, _check_modalities
 from .official_checkpoint import _hub_kwargs, load_official_checkpoint
-
-logger = logging.get_logger(__name__)
 
 TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "head_hidden_size": 256,

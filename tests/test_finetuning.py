@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import ClassLabel, Dataset, Features, Image, Value
+from datasets import ClassLabel, Dataset, Features, Image
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForDepthEstimation,
@@ -45,16 +45,16 @@ CLASS_COLOURS = torch.tensor([[-1.0, -1.0, -1.0], [1.5, -0.5, -0.5], [-0.5, -0.5
 
 def make_config(**kwargs) -> FourMConfig:
     torch.manual_seed(0)
-    defaults = dict(
-        hidden_size=32,
-        num_encoder_layers=2,
-        num_decoder_layers=0,
-        num_attention_heads=4,
-        encoder_modalities=["rgb@32", "tok_depth@224"],
-        decoder_modalities=[],
-        num_labels=NUM_CLASSES,
-        head_hidden_size=16,
-    )
+    defaults = {
+        "hidden_size": 32,
+        "num_encoder_layers": 2,
+        "num_decoder_layers": 0,
+        "num_attention_heads": 4,
+        "encoder_modalities": ["rgb@32", "tok_depth@224"],
+        "decoder_modalities": [],
+        "num_labels": NUM_CLASSES,
+        "head_hidden_size": 16,
+    }
     return FourMConfig(**{**defaults, **kwargs})
 
 
@@ -92,7 +92,7 @@ def test_outputs_and_backward(head, batch):
         FourMForDepthEstimation: (DepthEstimatorOutput, "predicted_depth", (2, 32, 32)),
     }[head]
     assert isinstance(out, expected_type) and out[field].shape == shape
-    assert list(out.keys())[0] == "loss" and out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert next(iter(out.keys())) == "loss" and out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.encoder.embeddings["rgb@32"].proj.weight.grad.abs().sum() > 0
     if head is FourMForDepthEstimation:
@@ -147,12 +147,32 @@ def test_multi_label_and_regression_losses(batch):
     [
         (FourMForImageClassification, torch.tensor([0, 5]), r"class ids in \[0, 2\], got values in \[0, 5\]"),
         (FourMForImageClassification, torch.tensor([[0], [1]]), r"shape \(batch,\) = \(2,\).*shape \(2, 1\)"),
-        (FourMForImageClassification, torch.ones(2, 4), r"multi-label labels must have shape .* \(2, 3\), got \(2, 4\)"),
-        (FourMForSemanticSegmentation, torch.zeros(2, 16, 16, dtype=torch.long), r"\(2, 32, 32\), got torch.int64 of shape \(2, 16, 16\)"),
-        (FourMForSemanticSegmentation, torch.full((2, 32, 32), 7), r"class ids in \[0, 2\] or the ignore index 255, got values in \[7, 7\]"),
+        (
+            FourMForImageClassification,
+            torch.ones(2, 4),
+            r"multi-label labels must have shape .* \(2, 3\), got \(2, 4\)",
+        ),
+        (
+            FourMForSemanticSegmentation,
+            torch.zeros(2, 16, 16, dtype=torch.long),
+            r"\(2, 32, 32\), got torch.int64 of shape \(2, 16, 16\)",
+        ),
+        (
+            FourMForSemanticSegmentation,
+            torch.full((2, 32, 32), 7),
+            r"class ids in \[0, 2\] or the ignore index 255, got values in \[7, 7\]",
+        ),
         (FourMForSemanticSegmentation, torch.zeros(2, 32, 32), r"integer class maps"),
-        (FourMForDepthEstimation, torch.ones(2, 32, 32, dtype=torch.long), r"floating-point depth maps .* got torch.int64"),
-        (FourMForDepthEstimation, torch.ones(2, 1, 32, 32), r"\(2, 32, 32\), got torch.float32 of shape \(2, 1, 32, 32\)"),
+        (
+            FourMForDepthEstimation,
+            torch.ones(2, 32, 32, dtype=torch.long),
+            r"floating-point depth maps .* got torch.int64",
+        ),
+        (
+            FourMForDepthEstimation,
+            torch.ones(2, 1, 32, 32),
+            r"\(2, 32, 32\), got torch.float32 of shape \(2, 1, 32, 32\)",
+        ),
     ],
 )
 def test_label_errors(head, labels, message, batch):
@@ -248,7 +268,9 @@ def test_native_round_trip_and_auto_classes(tmp_path, batch):
     segmenter.save_pretrained(tmp_path / "seg")
     assert type(AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "seg")) is FourMForSemanticSegmentation
     labels = {0: "sky", 1: "road", 2: "car", 3: "tree"}
-    relabelled = FourMForSemanticSegmentation.from_pretrained(tmp_path / "seg", id2label=labels, ignore_mismatched_sizes=True)
+    relabelled = FourMForSemanticSegmentation.from_pretrained(
+        tmp_path / "seg", id2label=labels, ignore_mismatched_sizes=True
+    )
     assert relabelled.config.label2id == {"sky": 0, "road": 1, "car": 2, "tree": 3}
     assert relabelled.decode_head.out.out_channels == 4
 
@@ -353,8 +375,15 @@ def test_dense_heads_train_with_trainer(head, tmp_path):
     else:
         metrics = {"compute_metrics": depth_compute_metrics}
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=100, learning_rate=1e-2, per_device_train_batch_size=16,
-        report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path),
+        max_steps=100,
+        learning_rate=1e-2,
+        per_device_train_batch_size=16,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
     )
     dataset = dataset.with_format("torch")
     trainer = Trainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, **metrics)
@@ -372,7 +401,9 @@ def test_dense_heads_train_with_trainer(head, tmp_path):
 def test_lora_wraps_and_trains_only_adapters_and_head(batch):
     peft = pytest.importorskip("peft")
     model = FourMForImageClassification(make_config(encoder_modalities=["rgb@32"]))
-    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGET_MODULES, modules_to_save=list(model.head_module_names))
+    lora = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=LORA_TARGET_MODULES, modules_to_save=list(model.head_module_names)
+    )
     wrapped = peft.get_peft_model(model, lora)
     trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
     assert trainable and all(("lora_" in n) or ("modules_to_save" in n) for n in trainable)
@@ -423,10 +454,29 @@ def _run_finetune(task: str, tmp_path: Path, monkeypatch, extra_args: list[str])
     config = make_config(encoder_modalities=["rgb@32"], decoder_modalities=["tok_depth@224"], num_decoder_layers=1)
     FourMForMaskedModeling(config).save_pretrained(tmp_path / "model")
     args = [
-        "--model_name_or_path", str(tmp_path / "model"), "--task", task, "--dataset_name", str(tmp_path / "data"),
-        "--output_dir", str(tmp_path / "out"), "--do_train", "--do_eval", "--max_steps", "2",
-        "--per_device_train_batch_size", "4", "--train_val_split", "0.25", "--use_cpu", "--report_to", "none",
-        "--save_strategy", "no", "--disable_tqdm", "true",
+        "--model_name_or_path",
+        str(tmp_path / "model"),
+        "--task",
+        task,
+        "--dataset_name",
+        str(tmp_path / "data"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--do_train",
+        "--do_eval",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--train_val_split",
+        "0.25",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
     ]
     return _finetune_module(monkeypatch).main(args + extra_args)
 

@@ -114,7 +114,9 @@ def test_depth_metrics_by_hand():
     module = DepthEstimationMetrics(keep_in_memory=True)
     module.add_batch(predictions=[p.tolist() for p in predictions], references=[r.tolist() for r in references])
     assert module.compute() == pytest.approx(expected)
-    as_trainer = depth_compute_metrics(EvalPrediction(predictions=np.stack(predictions), label_ids=np.stack(references)))
+    as_trainer = depth_compute_metrics(
+        EvalPrediction(predictions=np.stack(predictions), label_ids=np.stack(references))
+    )
     assert as_trainer == pytest.approx(expected)
 
 

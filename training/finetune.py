@@ -77,7 +77,9 @@ class DataTrainingArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
     label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
-    train_val_split: float = field(default=0.15, metadata={"help": "Share of train held out without a validation split."})
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Share of train held out without a validation split."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})
     image_size: int | None = field(default=None, metadata={"help": "Pixel resolution; defaults to the model's."})
@@ -120,7 +122,9 @@ def make_transform(task: str, data_args: DataTrainingArguments, size: int, train
                 maps = [np.where(m == 0, 255, m - 1) for m in maps]
             out["labels"] = maps
         else:
-            out["labels"] = [to_label_map(label, size, f, np.float32) / data_args.depth_scale for label, f in zip(labels, flips)]
+            out["labels"] = [
+                to_label_map(label, size, f, np.float32) / data_args.depth_scale for label, f in zip(labels, flips)
+            ]
         return out
 
     return transform
@@ -179,6 +183,8 @@ def build_model(model_args: ModelArguments, dataset: DatasetDict, label_column: 
             modules_to_save=list(model.head_module_names),
         )
         model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(f"{type(model).__name__}: {trainable:,} of {model.num_parameters():,} parameters trainable.")
     return model
 
 
@@ -207,7 +213,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics_kwargs = {"compute_metrics": classification_compute_metrics}
     if model_args.task == "semantic-segmentation":
         metrics_kwargs = {
-            "compute_metrics": segmentation_compute_metrics(model.config.num_labels, model.config.semantic_loss_ignore_index),
+            "compute_metrics": segmentation_compute_metrics(
+                model.config.num_labels, model.config.semantic_loss_ignore_index
+            ),
             "preprocess_logits_for_metrics": argmax_logits_for_metrics,
         }
     elif model_args.task == "depth-estimation":
