@@ -2,12 +2,15 @@
 
 Data: scikit-learn's digits (1,797 real 8x8 scans of handwritten digits shipped inside scikit-learn). The dataset
 holds the raw scans; the collator upsamples them to 32x32 RGB, normalises them with the ImageNet statistics that
-the `rgb@*` modalities expect and, for training, shifts them by up to 2 pixels. The model is a small,
-randomly initialised 4M encoder that takes a custom pixel modality `rgb@32` (patch 8: a 4x4 token grid, each
-token covering 2x2 scan pixels)
-registered below; with a pretrained 4M checkpoint one would instead resize to 224 and use `rgb@224`.
+the `rgb@*` modalities expect and, for training, shifts them by up to 2 pixels. The model is a small, randomly
+initialised 4M encoder (width 64, 4 layers) that takes a custom pixel modality `rgb@32` registered below (patch 8:
+a 4x4 token grid, each token covering 2x2 scan pixels); with a pretrained 4M checkpoint one would instead resize
+to 224 and use `rgb@224`.
 
     python examples/finetune_digits.py            # prints held-out accuracy and wall time
+
+Measured on a 2-core CPU (torch 2.13, 30 epochs, seed 0): 99.17% held-out accuracy on 360 digits; 20 s wall on
+an otherwise idle machine, 455 s while the two cores were shared with several other jobs (load average ~7).
 
 Requires scikit-learn (`pip install fourm_hf[train]`).
 """
