@@ -1,0 +1,679 @@
+"""End-to-end 4M on CPU: synthetic scenes -> modality tokenizers -> a small 4M -> any-to-any generation -> metrics.
+
+The whole pipeline of the 4M paper, shrunk to run on a laptop CPU:
+
+1. Data: ray-cast synthetic scenes (`fourm_hf.data_synthetic`) at 64x64 with aligned RGB, depth, semantic
+   segmentation (floor, wall, sphere, cube, cylinder), a caption and object boxes. The evaluation scenes are held out
+   (scene ids after the training ones).
+2. Tokenizers: a WordPiece text tokenizer with the released special-token layout (`FourMTokenizer.train_new`) for
+   captions and boxes, and three tiny ViT VQ-VAEs (`FourMVQVAE`, patch 8, an 8x8 token grid) for RGB, depth
+   (4M's per-image standardised depth) and segmentation (class ids, cross-entropy), trained with `Trainer`.
+3. Pre-tokenisation of the training scenes (`fourm_hf.pretokenization.pretokenize`).
+4. A small 4M trained with the multimodal masking collator and the official recipe (`training/pretrain.py`) on a
+   mixture of RGB -> all, caption -> RGB and all -> all masking.
+5. Everything is saved with `save_pretrained` (model, and a `FourMProcessor` holding the text tokenizer and the
+   three VQ-VAEs), reloaded, and the reloaded model generates on held-out scenes: RGB -> depth and segmentation
+   (one parallel step), RGB -> caption and boxes (autoregressive), caption -> RGB (MaskGIT, decoded by the RGB
+   VQ-VAE).
+6. `metrics.json` (segmentation mIoU and depth errors next to predicting the training mean, caption object
+   accuracy, box recall, the tokenizers' own reconstruction ceiling, timings) and `grid.png` (inputs, predictions,
+   ground truth).
+
+    python examples/demo.py                      # --quick (default): <= 15 min on 2 CPU cores
+    python examples/demo.py --long               # bigger data, tokenizers and model, many more steps
+    python examples/demo.py --steps 3000 --hidden_size 192 --output_dir outputs/demo_big   # any setting
+
+Outputs go to `--output_dir` (default `outputs/demo`): `metrics.json`, `grid.png`, `fourm/` (the 4M),
+`processor/` (image processor, text tokenizer, VQ-VAEs in sub-folders), `mixture.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import resource
+import shutil
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.utils import logging as hf_logging
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the training scripts live next to the package, not inside it
+
+from fourm_hf import (  # noqa: E402
+    FourMConfig,
+    FourMForMaskedModeling,
+    FourMGenerationConfig,
+    FourMImageProcessor,
+    FourMProcessor,
+    FourMTargetSchedule,
+    FourMTokenizer,
+    FourMVQVAE,
+    FourMVQVAEConfig,
+    plot_modalities,
+    register_modality,
+)
+from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset  # noqa: E402
+from fourm_hf.metrics_fourm import mean_iou  # noqa: E402
+from fourm_hf.pretokenization import ImageColumn, TextColumn, pretokenize  # noqa: E402
+from fourm_hf.serialization_fourm import boxes_to_text  # noqa: E402
+from training.pretrain import FourMPretrainingArguments, run_pretraining  # noqa: E402
+
+IMAGE_MODALITIES = ("rgb", "depth", "semseg")  # tokenised image modalities, as `tok_<name>@<size>`
+NUM_CLASSES = len(SYNTHETIC_CLASSES)
+OBJECT_CLASSES = tuple(range(SYNTHETIC_CLASSES.index(SHAPES[0]), NUM_CLASSES))  # sphere, cube, cylinder ids
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclasses.dataclass
+class DemoSettings:
+    """Every size and length of the demo. The defaults are the `--quick` run."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    num_train: int = 4000
+    num_eval: int = 100
+    num_grid: int = 6
+    seed: int = 0
+    # modality tokenizers (VQ-VAEs)
+    tokenizer_hidden_size: int = 96
+    tokenizer_layers: int = 2
+    tokenizer_steps: int = 600
+    tokenizer_batch_size: int = 64
+    tokenizer_learning_rate: float = 2e-3
+    rgb_codebook_size: int = 512
+    depth_codebook_size: int = 256
+    semseg_codebook_size: int = 256
+    # the 4M
+    hidden_size: int = 128
+    num_layers: int = 3
+    steps: int = 1200
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_fraction: float = 0.05
+    input_tokens: int = 64
+    target_tokens: int = 96
+    # generation
+    caption_to_rgb_steps: int = 8
+    caption_to_rgb_temperature: float = 1.0
+
+
+PRESETS = {
+    "quick": DemoSettings(),
+    "long": DemoSettings(
+        num_train=20000, num_eval=500, tokenizer_hidden_size=192, tokenizer_steps=4000, rgb_codebook_size=1024,
+        hidden_size=256, num_layers=6, steps=20000, batch_size=64, learning_rate=6e-4,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument("--quick", dest="preset", action="store_const", const="quick", help="the default run")
+    preset.add_argument("--long", dest="preset", action="store_const", const="long", help="a longer, better run")
+    parser.set_defaults(preset="quick")
+    parser.add_argument("--output_dir", default="outputs/demo")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    for field in dataclasses.fields(DemoSettings):
+        parser.add_argument(f"--{field.name}", type={"int": int, "float": float}[field.type], default=None)
+    args = parser.parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)}
+    settings = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    return settings, args
+
+
+def modality_names(settings: DemoSettings) -> dict[str, str]:
+    """`{"pixels": "rgb@64", "rgb": "tok_rgb@64", "depth": "tok_depth@64", "semseg": "tok_semseg@64"}`."""
+    size = settings.image_size
+    return {"pixels": f"rgb@{size}", **{m: f"tok_{m}@{size}" for m in IMAGE_MODALITIES}}
+
+
+def register_demo_modalities(settings: DemoSettings) -> dict[str, str]:
+    """Register the demo's resolution: RGB pixels and three token grids of `image_size / patch_size` per side."""
+    names = modality_names(settings)
+    size, patch = settings.image_size, settings.patch_size
+    register_modality(names["pixels"], "pixels", num_channels=3, image_size=size, patch_size=patch, overwrite=True)
+    for modality in IMAGE_MODALITIES:
+        vocab = getattr(settings, f"{modality}_codebook_size")
+        register_modality(names[modality], "image_tokens", vocab_size=vocab, image_size=size, patch_size=patch,
+                          overwrite=True)  # fmt: skip
+    return names
+
+
+class StageTimer:
+    """Wall-clock and process CPU time (all threads) of each named stage."""
+
+    def __init__(self):
+        self.stages: dict[str, dict[str, float]] = {}
+        self.start_wall, self.start_cpu = time.perf_counter(), self.cpu()
+
+    @staticmethod
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    @contextmanager
+    def __call__(self, name: str):
+        print(f"\n== {name}", flush=True)
+        wall, cpu = time.perf_counter(), self.cpu()
+        yield
+        self.stages[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": self.cpu() - cpu}
+        print(f"   {name}: {self.stages[name]['wall_s']:.0f} s wall, {self.stages[name]['cpu_s']:.0f} s CPU", flush=True)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stages": {k: {m: round(v, 1) for m, v in s.items()} for k, s in self.stages.items()},
+            "total_wall_s": round(time.perf_counter() - self.start_wall, 1),
+            "total_cpu_s": round(self.cpu() - self.start_cpu, 1),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_1_5_15min": [round(x, 2) for x in _load_average()],
+        }
+
+
+def _load_average() -> tuple[float, ...]:
+    try:
+        with open("/proc/loadavg") as file:
+            return tuple(float(x) for x in file.read().split()[:3])
+    except OSError:
+        return ()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data and text
+
+
+def det_text(det: dict, num_bins: int) -> str:
+    """A scene's boxes (4M's det format) as the text the det modality is trained on."""
+    instances = det["instances"]
+    return boxes_to_text([i["boxes"] for i in instances], [i["class_name"] for i in instances], num_bins=num_bins)
+
+
+def train_text_tokenizer(captions: list[str], dets: list[dict]) -> FourMTokenizer:
+    """WordPiece on the training captions and box labels, with the released layout of reserved ids ([PAD], [UNK],
+    [SOS], [EOS], 200 sentinels, 4 x 1000 value tokens, the COCO classes), so 4M's default generation settings and
+    box serialisation apply unchanged."""
+    labels = [" ".join(i["class_name"] for i in det["instances"]) for det in dets]
+    reserved = 4 + 200 + 4 * 1000 + 80
+    return FourMTokenizer.train_new(captions + labels, vocab_size=reserved + 128)
+
+
+def scene_arrays(dataset) -> dict[str, np.ndarray]:
+    """RGB (N, H, W, 3) uint8, depth (N, H, W) float32 and segmentation (N, H, W) uint8 of a scenes dataset."""
+    columns = dataset.with_format("numpy", columns=["rgb", "depth", "semseg"])[:]
+    return {name: np.asarray(columns[name]) for name in ("rgb", "depth", "semseg")}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modality tokenizers
+
+
+class _TensorDataset(Dataset):
+    def __init__(self, values: torch.Tensor):
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.values[index]}
+
+
+def tokenizer_inputs(processor: FourMImageProcessor, arrays: dict[str, np.ndarray], size: int) -> dict[str, torch.Tensor]:
+    """The VQ-VAE inputs of each image modality, normalised as 4M's tokenizers expect: RGB in [-1, 1], standardised
+    depth (B, 1, S, S), shifted class ids (B, S, S) with 0 = void."""
+    return {
+        "rgb": torch.from_numpy(processor.preprocess_rgb(list(arrays["rgb"]), "tokenizer", size)),
+        "depth": torch.from_numpy(processor.preprocess_depth(list(arrays["depth"]), size)),
+        "semseg": torch.from_numpy(processor.preprocess_semseg(list(arrays["semseg"]), size)),
+    }
+
+
+def vqvae_config(modality: str, settings: DemoSettings) -> FourMVQVAEConfig:
+    """A tiny ViT VQ-VAE: mse for RGB, l1 for depth, cross-entropy over class ids for segmentation."""
+    codebook = getattr(settings, f"{modality}_codebook_size")
+    batch_tokens = settings.tokenizer_batch_size * (settings.image_size // settings.patch_size) ** 2
+    per_modality = {
+        "rgb": {"num_channels": 3, "reconstruction_loss": "mse"},
+        "depth": {"num_channels": 1, "reconstruction_loss": "l1"},
+        "semseg": {"num_classes": NUM_CLASSES + 1, "num_channels": 32, "reconstruction_loss": "cross_entropy"},
+    }[modality]
+    width, layers = settings.tokenizer_hidden_size, settings.tokenizer_layers
+    return FourMVQVAEConfig(
+        image_size=settings.image_size, patch_size=settings.patch_size,
+        encoder_hidden_size=width, encoder_num_layers=layers, encoder_num_heads=4,
+        decoder_hidden_size=width, decoder_num_layers=layers, decoder_num_heads=4,
+        codebook_size=codebook, latent_dim=32,
+        dead_code_threshold=batch_tokens / codebook / 32,  # the official formula (coef_ema_dead_code = 32)
+        **per_modality,
+    )  # fmt: skip
+
+
+def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, output_dir: Path) -> FourMVQVAE:
+    """Train one VQ-VAE with `Trainer` and the tokenizer recipe of `training/train_tokenizer.py` (AdamW betas
+    (0.9, 0.99), weight decay 0.05, cosine schedule, gradient clipping at 1)."""
+    model = FourMVQVAE(vqvae_config(modality, settings))
+    args = TrainingArguments(
+        output_dir=str(output_dir / "runs" / f"vqvae_{modality}"),
+        per_device_train_batch_size=settings.tokenizer_batch_size,
+        max_steps=settings.tokenizer_steps,
+        learning_rate=settings.tokenizer_learning_rate,
+        warmup_steps=max(1, settings.tokenizer_steps // 20),
+        lr_scheduler_type="cosine", adam_beta2=0.99, weight_decay=0.05, max_grad_norm=1.0,
+        logging_steps=max(1, settings.tokenizer_steps // 4), save_strategy="no", report_to="none",
+        use_cpu=True, dataloader_num_workers=0, seed=settings.seed,
+    )  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=_TensorDataset(inputs)).train()
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The 4M
+
+
+def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int, max_length: int) -> FourMConfig:
+    """A small 4M over RGB pixels, the three token grids, captions and boxes (the text modalities with the demo
+    tokenizer's vocabulary and a short maximum length)."""
+    inputs = [names["pixels"], names["rgb"], names["depth"], names["semseg"], "caption", "det"]
+    sequence = {"kind": "sequence", "vocab_size": vocab_size, "max_length": max_length, "max_tokens": max_length}
+    return FourMConfig(
+        hidden_size=settings.hidden_size,
+        num_encoder_layers=settings.num_layers,
+        num_decoder_layers=settings.num_layers,
+        num_attention_heads=max(1, settings.hidden_size // 32),
+        encoder_modalities=inputs,
+        decoder_modalities=inputs[1:],
+        modality_specs={"caption": sequence, "det": sequence},
+    )
+
+
+def demo_mixture(settings: DemoSettings, names: dict[str, str]) -> dict[str, Any]:
+    """Three masking strategies (in the official alphas layout): RGB pixels -> depth, segmentation, caption and
+    boxes; the whole caption -> RGB tokens; and all -> all with random splits (what multi-step decoding needs)."""
+    big, half = 1000.0, 0.5
+    entries = {
+        names["pixels"]: {"input_alphas": [big, 0.0, half], "target_alphas": [0.0, 0.0, 0.0]},
+        names["rgb"]: {"input_alphas": [0.0, 0.0, half], "target_alphas": [0.0, 1.0, half]},
+        names["depth"]: {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half]},
+        names["semseg"]: {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half]},
+        "caption": {"input_alphas": [0.0, big, half], "target_alphas": [half, 0.0, half],
+                    "keep": ["random", "all", "random"]},
+        "det": {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half],
+                "keep": ["random", "random", "random"]},
+    }  # fmt: skip
+    return {
+        "name": "demo_rgb2all_caption2rgb_all2all",
+        "description": "Synthetic-scenes demo: RGB -> all, caption -> RGB, all -> all.",
+        "input_tokens": settings.input_tokens,
+        "target_tokens": settings.target_tokens,
+        "sampling_weights": [0.45, 0.2, 0.35],
+        "alphas_mixture": entries,
+    }
+
+
+def train_fourm(model, dataset, settings: DemoSettings, mixture_path: Path, tokenizer_dir: Path, output_dir: Path):
+    """Pre-train with `training/pretrain.py` (official AdamW groups, warm-up + cosine, masking collator)."""
+    tokens_per_step = (settings.input_tokens + settings.target_tokens) * settings.batch_size
+    args = FourMPretrainingArguments(
+        output_dir=str(output_dir / "runs" / "fourm"),
+        mixture=str(mixture_path),
+        text_tokenizer=str(tokenizer_dir),
+        per_device_train_batch_size=settings.batch_size,
+        base_learning_rate=settings.learning_rate * 256 / settings.batch_size,
+        total_tokens=settings.steps * tokens_per_step,
+        warmup_tokens=max(1, round(settings.warmup_fraction * settings.steps)) * tokens_per_step,
+        logging_steps=max(1, settings.steps // 10), save_strategy="no", report_to="none", auto_resume=False,
+        use_cpu=True, dataloader_num_workers=0, seed=settings.seed, masking_seed=settings.seed,
+    )  # fmt: skip
+    return run_pretraining(args, model=model, train_dataset=dataset)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics
+
+_OBJECT_PATTERN = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(SHAPES) + r")\b")
+
+
+def objects_in_caption(caption: str) -> list[tuple[str, str]]:
+    """The `(colour, shape)` pairs a caption names, in order: 'a small red sphere and a blue cube ...' ->
+    [('red', 'sphere'), ('blue', 'cube')]."""
+    return _OBJECT_PATTERN.findall(caption.lower())
+
+
+def caption_metrics(predicted: list[str], reference: list[str]) -> dict[str, float]:
+    """How well generated captions name a scene's objects (as multisets of (colour, shape) pairs):
+    `exact_objects`: share of scenes whose caption names exactly the right objects; `exact_shapes`: the same for
+    shapes alone; `object_precision` / `object_recall`: over all scenes' (colour, shape) pairs."""
+    exact = shapes = hits = num_predicted = num_reference = 0
+    for pred, ref in zip(predicted, reference, strict=True):
+        pred_objects, ref_objects = Counter(objects_in_caption(pred)), Counter(objects_in_caption(ref))
+        exact += pred_objects == ref_objects
+        shapes += Counter(s for _, s in objects_in_caption(pred)) == Counter(s for _, s in objects_in_caption(ref))
+        hits += sum((pred_objects & ref_objects).values())
+        num_predicted += sum(pred_objects.values())
+        num_reference += sum(ref_objects.values())
+    count = max(len(reference), 1)
+    return {
+        "exact_objects": exact / count,
+        "exact_shapes": shapes / count,
+        "object_precision": hits / num_predicted if num_predicted else 0.0,
+        "object_recall": hits / num_reference if num_reference else 1.0,
+    }
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """IoU of two (xmin, ymin, xmax, ymax) boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def detection_metrics(predicted: list[dict], reference: list[dict], threshold: float = 0.5) -> dict[str, float]:
+    """Greedy one-to-one matching of boxes with the same label (highest IoU first): recall and precision at
+    IoU >= `threshold`, and the mean IoU of the matched reference boxes (0 for unmatched ones)."""
+    matched = num_predicted = num_reference = 0
+    ious = []
+    for pred, ref in zip(predicted, reference, strict=True):
+        pairs = sorted(
+            ((box_iou(p, r), i, j) for i, (p, pl) in enumerate(zip(pred["boxes"], pred["labels"]))
+             for j, (r, rl) in enumerate(zip(ref["boxes"], ref["labels"])) if pl == rl),
+            reverse=True,
+        )  # fmt: skip
+        used_pred, used_ref, best = set(), set(), {}
+        for iou, i, j in pairs:
+            if i not in used_pred and j not in used_ref:
+                used_pred.add(i), used_ref.add(j)
+                best[j] = iou
+        matched += sum(iou >= threshold for iou in best.values())
+        ious += [best.get(j, 0.0) for j in range(len(ref["boxes"]))]
+        num_predicted += len(pred["boxes"])
+        num_reference += len(ref["boxes"])
+    return {
+        f"recall@{threshold}": matched / num_reference if num_reference else 1.0,
+        f"precision@{threshold}": matched / num_predicted if num_predicted else 0.0,
+        "mean_iou_of_reference_boxes": float(np.mean(ious)) if ious else 1.0,
+    }
+
+
+def segmentation_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """mIoU over the five classes; a predicted void pixel (255) counts as an error."""
+    predicted = np.where(predicted == 255, (reference + 1) % NUM_CLASSES, predicted)
+    result = mean_iou(predicted, reference, num_labels=NUM_CLASSES, ignore_index=None)
+    per_class = dict(zip(SYNTHETIC_CLASSES, np.round(result["per_category_iou"], 4).tolist()))
+    objects = [per_class[SYNTHETIC_CLASSES[c]] for c in OBJECT_CLASSES]
+    return {
+        "mean_iou": result["mean_iou"], "object_mean_iou": float(np.nanmean(objects)),
+        "pixel_accuracy": result["overall_accuracy"], "per_class_iou": per_class,
+    }  # fmt: skip
+
+
+def depth_errors(predicted: np.ndarray, reference: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+    """Mean absolute error and RMSE of standardised depth, over all pixels and over object pixels."""
+    error = predicted - reference
+    return {
+        "abs_error": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "object_abs_error": float(np.abs(error[objects]).mean()),
+    }
+
+
+def baselines(arrays: dict[str, np.ndarray], inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Predict-the-training-set predictors: the per-pixel mean standardised depth map and the per-pixel majority
+    class."""
+    counts = np.stack([(arrays["semseg"] == c).sum(0) for c in range(NUM_CLASSES)])
+    return {"depth": inputs["depth"][:, 0].mean(0).numpy(), "semseg": counts.argmax(0)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generation and evaluation
+
+
+def rgb_to_x(model, processor, images: list[np.ndarray], names: dict[str, str], batch_size: int = 50) -> dict:
+    """RGB -> depth and segmentation (one parallel step, argmax), RGB -> caption and boxes (greedy autoregressive),
+    each target from the RGB pixels alone. Returns the decoded outputs of each target."""
+    targets = {
+        names["depth"]: FourMTargetSchedule(names["depth"], "maskgit", num_steps=1, temperature=0.0),
+        names["semseg"]: FourMTargetSchedule(names["semseg"], "maskgit", num_steps=1, temperature=0.0),
+        "caption": FourMTargetSchedule("caption", temperature=0.0),
+        "det": FourMTargetSchedule("det", temperature=0.0),
+    }
+    decoded = {name: [] for name in targets}
+    for start in range(0, len(images), batch_size):
+        inputs = processor(images=images[start : start + batch_size])
+        for name, schedule in targets.items():
+            output = model.generate(inputs, FourMGenerationConfig(targets=[schedule]), seed=0, progress_bar=False)
+            values = processor.postprocess(output, names=[name])[name]
+            decoded[name] += list(values)
+    return {name: np.stack(v) if not isinstance(v[0], (str, dict)) else v for name, v in decoded.items()}
+
+
+def caption_to_rgb(model, processor, captions: list[str], names: dict[str, str], settings: DemoSettings) -> np.ndarray:
+    """Caption -> RGB tokens (MaskGIT, cosine schedule, temperature decaying linearly) -> RGB through the VQ-VAE."""
+    schedule = FourMTargetSchedule(
+        names["rgb"], "maskgit", num_steps=settings.caption_to_rgb_steps,
+        temperature=settings.caption_to_rgb_temperature, temperature_schedule="linear",
+    )  # fmt: skip
+    output = model.generate(processor(text=captions), FourMGenerationConfig(targets=[schedule]), seed=settings.seed)
+    return processor.postprocess(output, names=[names["rgb"]])[names["rgb"]]
+
+
+def tokenizer_round_trip(processor, arrays: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:
+    """Ground truth encoded and decoded by each VQ-VAE: the best any token prediction can do."""
+    inputs = {names[m]: arrays[m] for m in IMAGE_MODALITIES}
+    return processor.postprocess({n: processor.encode_modality(n, v) for n, v in inputs.items()})
+
+
+def evaluate_scenes(model, processor, eval_arrays, eval_rows, base, names, settings) -> tuple[dict, dict]:
+    """Every metric on the held-out scenes; returns (metrics, predictions)."""
+    size = settings.image_size
+    reference_depth = processor.image_processor.preprocess_depth(list(eval_arrays["depth"]), size)[:, 0]
+    reference_semseg = eval_arrays["semseg"].astype(np.int64)
+    objects = np.isin(reference_semseg, OBJECT_CLASSES)
+    reference_captions = [row["caption"] for row in eval_rows]
+    reference_det = [
+        {"boxes": [tuple(i["boxes"]) for i in row["det"]["instances"]],
+         "labels": [i["class_name"] for i in row["det"]["instances"]]}
+        for row in eval_rows
+    ]  # fmt: skip
+
+    predictions = rgb_to_x(model, processor, list(eval_arrays["rgb"]), names)
+    ceiling = tokenizer_round_trip(processor, eval_arrays, names)
+    n = len(reference_semseg)
+    mean_depth = np.broadcast_to(base["depth"], reference_depth.shape)
+    majority = np.broadcast_to(base["semseg"], reference_semseg.shape)
+    metrics = {
+        "num_eval_scenes": n,
+        "segmentation": {
+            "model": segmentation_metrics(predictions[names["semseg"]], reference_semseg),
+            "baseline_training_majority": segmentation_metrics(majority, reference_semseg),
+            "tokenizer_round_trip": segmentation_metrics(ceiling[names["semseg"]], reference_semseg),
+        },
+        "depth_standardised": {
+            "model": depth_errors(predictions[names["depth"]], reference_depth, objects),
+            "baseline_training_mean": depth_errors(mean_depth, reference_depth, objects),
+            "tokenizer_round_trip": depth_errors(ceiling[names["depth"]], reference_depth, objects),
+        },
+        "caption": caption_metrics(predictions["caption"], reference_captions),
+        "det": detection_metrics(predictions["det"], reference_det),
+        "examples": [
+            {"reference": r, "generated": p} for r, p in zip(reference_captions[:10], predictions["caption"][:10])
+        ],
+    }
+    predictions["reference_det"], predictions["reference_depth"] = reference_det, reference_depth
+    predictions["ceiling_rgb"] = ceiling[names["rgb"]]
+    return metrics, predictions
+
+
+def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, settings, path: Path) -> Image.Image:
+    """One row per held-out scene: input, depth / segmentation / boxes / caption (truth, then prediction), and the
+    image generated from the true caption."""
+    size = settings.image_size
+    rows = []
+    for i in range(len(generated_rgb)):
+        tiles = {  # titles are "<modality family>@<role>": the family picks the renderer
+            "rgb@input": eval_arrays["rgb"][i : i + 1],
+            "tok_depth@truth": predictions["reference_depth"][i : i + 1],
+            "tok_depth@predicted": predictions[names["depth"]][i : i + 1],
+            "tok_semseg@truth": eval_arrays["semseg"][i : i + 1],
+            "tok_semseg@predicted": predictions[names["semseg"]][i : i + 1],
+            "det@truth": predictions["reference_det"][i : i + 1],
+            "det@predicted": predictions["det"][i : i + 1],
+            "caption@truth": [eval_rows[i]["caption"]],
+            "caption@predicted": [predictions["caption"][i]],
+            "tok_rgb@from true caption": generated_rgb[i : i + 1],
+        }
+        rows.append(plot_modalities(tiles, tile_size=2 * size + 16, columns=len(tiles)))
+    header = 36
+    grid = Image.new("RGB", (rows[0].width, header + sum(r.height for r in rows)), "white")
+    ImageDraw.Draw(grid).text(
+        (6, 4),
+        "Held-out synthetic scenes. Predictions: RGB -> depth / segmentation (1 step), RGB -> boxes / caption "
+        "(autoregressive).\nLast column: RGB generated from the true caption (MaskGIT) and decoded by the RGB VQ-VAE.",
+        fill="black",
+    )
+    top = header
+    for row in rows:
+        grid.paste(row, (0, top))
+        top += row.height
+    grid.save(path)
+    return grid
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
+    """Run every stage and return the metrics (also written to `output_dir/metrics.json`)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer()
+    set_seed(settings.seed)
+    names = register_demo_modalities(settings)
+    size = settings.image_size
+
+    with timer("data: render synthetic scenes"):
+        cache = str(output_dir / "cache")
+        train = synthetic_scenes_dataset(settings.num_train, size, size, seed=settings.seed, cache_dir=cache)
+        held_out = synthetic_scenes_dataset(
+            settings.num_eval, size, size, seed=settings.seed, start=settings.num_train, cache_dir=cache
+        )  # scene ids after the training ones
+        train = train.remove_columns(["normal", "objects", "scene_id"])
+        train_arrays, eval_arrays = scene_arrays(train), scene_arrays(held_out)
+        eval_rows = held_out.select_columns(["caption", "det"]).to_list()
+        print(f"   {len(train)} training and {len(held_out)} held-out scenes of {size}x{size}")
+
+    with timer("text tokenizer"):
+        text_columns = train.select_columns(["caption", "det"])[:]
+        tokenizer = train_text_tokenizer(text_columns["caption"], text_columns["det"])
+        bins = tokenizer.num_value_bins
+        lengths = [len(tokenizer(t).input_ids) for t in text_columns["caption"]]
+        lengths += [len(tokenizer(det_text(d, bins)).input_ids) for d in text_columns["det"]]
+        max_length = 8 * math.ceil((max(lengths) + 2) / 8)  # room for [EOS] and the closing sentinel
+        print(f"   vocabulary {len(tokenizer)}, longest caption / box sequence {max(lengths)} tokens")
+
+    image_processor = FourMImageProcessor(
+        image_size=size, patch_size=settings.patch_size, do_center_crop=False, num_semseg_classes=NUM_CLASSES + 1
+    )
+    vq_models = {}
+    inputs = tokenizer_inputs(image_processor, train_arrays, size)
+    for modality in IMAGE_MODALITIES:
+        with timer(f"tokenizer: {names[modality]} VQ-VAE"):
+            vq_models[names[modality]] = train_vqvae(modality, inputs[modality], settings, output_dir)
+    base = baselines(train_arrays, inputs)
+    del inputs
+
+    processor = FourMProcessor(image_processor, tokenizer, vq_models=vq_models)
+    processor.save_pretrained(output_dir / "processor")
+
+    with timer("pre-tokenise the training scenes"):
+        image_columns = [ImageColumn("rgb", names["pixels"], "pixels")] + [
+            ImageColumn(m, names[m], m, tokenizer=vq_models[names[m]]) for m in IMAGE_MODALITIES
+        ]
+        text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det", kind="det")]
+        pretokenized = pretokenize(
+            train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=image_processor,
+            image_size=size, num_crops=1, seed=settings.seed, batch_size=256,
+        ).with_format("numpy")  # fmt: skip
+
+    with timer("4M pre-training"):
+        mixture_path = output_dir / "mixture.json"
+        mixture_path.write_text(json.dumps(demo_mixture(settings, names), indent=2))
+        model = FourMForMaskedModeling(fourm_config(settings, names, len(tokenizer), max_length))
+        print(f"   4M with {model.num_parameters() / 1e6:.2f}M parameters "
+              f"({model.num_parameters(exclude_embeddings=True) / 1e6:.2f}M without embeddings)")
+        trainer = train_fourm(model, pretokenized, settings, mixture_path, output_dir / "processor", output_dir)
+        model.save_pretrained(output_dir / "fourm")
+        final_losses = {k: round(v, 4) for k, v in trainer.state.log_history[-2].items() if k.endswith("loss")}
+
+    with timer("reload and evaluate on held-out scenes"):
+        model = FourMForMaskedModeling.from_pretrained(output_dir / "fourm").eval()
+        processor = FourMProcessor.from_pretrained(output_dir / "processor")
+        metrics, predictions = evaluate_scenes(model, processor, eval_arrays, eval_rows, base, names, settings)
+
+    with timer("caption -> RGB and the grid"):
+        shown = min(settings.num_grid, len(eval_rows))
+        generated_rgb = caption_to_rgb(model, processor, [r["caption"] for r in eval_rows[:shown]], names, settings)
+        draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, settings, output_dir / "grid.png")
+
+    shutil.rmtree(output_dir / "runs", ignore_errors=True)
+    metrics = {
+        **metrics,
+        "final_training_losses": final_losses,
+        "settings": dataclasses.asdict(settings),
+        "parameters": {"fourm": model.num_parameters(), **{n: m.num_parameters() for n, m in vq_models.items()}},
+        "time": timer.summary(),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def print_summary(metrics: dict[str, Any], output_dir: str | Path) -> None:
+    seg, depth = metrics["segmentation"], metrics["depth_standardised"]
+    caption, det, elapsed = metrics["caption"], metrics["det"], metrics["time"]
+    print(
+        f"\nHeld-out scenes: {metrics['num_eval_scenes']}\n"
+        f"  RGB -> segmentation mIoU  {seg['model']['mean_iou']:.3f}   (training majority {seg['baseline_training_majority']['mean_iou']:.3f}, "
+        f"tokenizer round trip {seg['tokenizer_round_trip']['mean_iou']:.3f}); objects only {seg['model']['object_mean_iou']:.3f}\n"
+        f"  RGB -> depth abs error    {depth['model']['abs_error']:.3f}   (training mean {depth['baseline_training_mean']['abs_error']:.3f}, "
+        f"tokenizer round trip {depth['tokenizer_round_trip']['abs_error']:.3f}) in standardised depth units\n"
+        f"  RGB -> caption: exactly the right objects in {caption['exact_objects']:.0%} of scenes, right shapes in "
+        f"{caption['exact_shapes']:.0%}; object recall {caption['object_recall']:.0%}, precision {caption['object_precision']:.0%}\n"
+        f"  RGB -> boxes: recall@0.5 {det['recall@0.5']:.0%}, precision@0.5 {det['precision@0.5']:.0%}\n"
+        f"  time: {elapsed['total_wall_s']:.0f} s wall, {elapsed['total_cpu_s']:.0f} s CPU on {elapsed['torch_threads']} threads "
+        f"(load average {elapsed['load_average_1_5_15min']})\n"
+        f"Wrote {Path(output_dir) / 'metrics.json'}, {Path(output_dir) / 'grid.png'}, saved models in {output_dir}."
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    settings, args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_warning()
+    metrics = run_demo(settings, args.output_dir)
+    print_summary(metrics, args.output_dir)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
