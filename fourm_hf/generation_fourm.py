@@ -26,6 +26,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 from transformers.utils import logging
 
 from .modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
+from .official_checkpoint import hub_kwargs
 
 if TYPE_CHECKING:
     from .configuration_fourm import FourMConfig
@@ -1116,11 +1117,9 @@ class FourMGenerationMixin:
         if generation_config is not None:
             self.generation_config = FourMGenerationConfig.from_dict(generation_config.to_dict())
         elif pretrained_model_name_or_path is not None:
-            hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token",
-                                                 "revision", "subfolder") if k in kwargs}  # fmt: skip
             try:
                 self.generation_config = FourMGenerationConfig.from_pretrained(
-                    pretrained_model_name_or_path, **hub_kwargs
+                    pretrained_model_name_or_path, **hub_kwargs(kwargs)
                 )
             except OSError:
                 logger.info("No generation_config.json found; using the default FourMGenerationConfig.")

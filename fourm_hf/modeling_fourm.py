@@ -383,8 +383,9 @@ def _drop_path_rates(rate: float, depth: int) -> list[float]:
 # Input checks
 
 
-def _check_modalities(config: FourMConfig, modalities: Modalities, known: set[str]) -> int:
-    """Validate a modality dict against the forward contract; returns the batch size."""
+def check_modalities(config: FourMConfig, modalities: Modalities, known: set[str]) -> int:
+    """Validate a modality dict against the forward contract for a model taking the modalities `known`;
+    returns the batch size. Raises a `ValueError` / `TypeError` naming the modality and the expectation."""
     if not isinstance(modalities, dict) or not modalities:
         raise ValueError("`modalities` must be a non-empty dict {modality name: {'tensor': ..., masks...}}.")
     batch_sizes = {}
@@ -793,7 +794,7 @@ class FourMEncoderModel(FourMPreTrainedModel):
                     f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}."
                 )
             modalities = {self.pixel_modality(pixel_values.shape[-1]): {"tensor": pixel_values}}
-        _check_modalities(self.config, modalities, set(self.config.encoder_modalities))
+        check_modalities(self.config, modalities, set(self.config.encoder_modalities))
         return self.encoder(modalities, num_encoder_tokens)
 
 
@@ -842,7 +843,7 @@ class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
         if loss_type not in ("mod", "token"):
             raise ValueError(f"loss_type must be 'mod' or 'token', got {loss_type!r}.")
         known = set(self.config.encoder_modalities) | set(self.config.decoder_modalities)
-        _check_modalities(self.config, modalities, known)
+        check_modalities(self.config, modalities, known)
         encoded = self.encoder(modalities, num_encoder_tokens)
         decoder = self.decoder.embeddings
         targets = [n for n, d in modalities.items() if n in decoder and d.get("target_mask") is not None]

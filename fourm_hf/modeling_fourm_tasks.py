@@ -28,8 +28,8 @@ from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierO
 
 from .configuration_fourm import FourMConfig
 from .modalities import PIXELS
-from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, _check_modalities
-from .official_checkpoint import _hub_kwargs, load_official_checkpoint
+from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
+from .official_checkpoint import hub_kwargs, load_official_checkpoint
 
 TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "head_hidden_size": 256,
@@ -117,7 +117,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
             source = config or pretrained_model_name_or_path
             if source is None:
                 raise ValueError("Pass a checkpoint path, or a `config` together with `state_dict`.")
-            config = FourMConfig.from_pretrained(source, **_hub_kwargs(kwargs))
+            config = FourMConfig.from_pretrained(source, **hub_kwargs(kwargs))
         config = copy.deepcopy(config)
         _apply_config_overrides(config, overrides)
         return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
@@ -158,7 +158,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         if modalities and name in modalities:
             raise ValueError(f"{name!r} is given as pixel_values; do not repeat it in `modalities`.")
         inputs = {name: {"tensor": pixel_values}, **(modalities or {})}
-        _check_modalities(self.config, inputs, set(self.config.encoder_modalities))
+        check_modalities(self.config, inputs, set(self.config.encoder_modalities))
         # float32 pixels into a bf16 / fp16 model
         inputs[name] = {"tensor": pixel_values.to(self.encoder.embeddings[name].proj.weight.dtype)}
         num_patches = self.config.modality(name).num_tokens

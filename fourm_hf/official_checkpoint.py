@@ -121,7 +121,8 @@ def convert_official_state_dict(official: dict[str, torch.Tensor], config: FourM
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The Hub download arguments (`cache_dir`, `token`, `revision`, ...) among `from_pretrained` kwargs."""
     names = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
     return {k: kwargs[k] for k in names if k in kwargs}
 
@@ -159,13 +160,13 @@ def load_official_checkpoint(
     path_or_repo: str | os.PathLike, model_class: type, kwargs: dict[str, Any]
 ) -> tuple[FourMConfig, dict[str, torch.Tensor]] | None:
     """Config and converted state dict of an official checkpoint, or None for anything else."""
-    found = read_official_checkpoint(path_or_repo, **_hub_kwargs(kwargs))
+    found = read_official_checkpoint(path_or_repo, **hub_kwargs(kwargs))
     if found is None:
         return None
     official_config, weights_file = found
     config = FourMConfig.from_official_config(official_config)
     logger.info(f"Converting official 4M checkpoint {path_or_repo} for {model_class.__name__}.")
-    for name in _hub_kwargs(kwargs):
+    for name in hub_kwargs(kwargs):
         kwargs.pop(name)
     return config, convert_official_state_dict(load_file(weights_file), config)
 
@@ -173,6 +174,7 @@ def load_official_checkpoint(
 __all__ = [
     "OFFICIAL_KEY_RULES",
     "convert_official_state_dict",
+    "hub_kwargs",
     "load_official_checkpoint",
     "parse_official_metadata",
     "read_official_checkpoint",

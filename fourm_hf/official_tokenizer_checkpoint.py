@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from transformers.utils import cached_file, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .official_checkpoint import _hub_kwargs as hub_kwargs
+from .official_checkpoint import hub_kwargs
 from .official_checkpoint import parse_official_metadata
 
 logger = logging.get_logger(__name__)

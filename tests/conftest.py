@@ -1,7 +1,7 @@
 """Shared test fixtures: tiny configs and the official parity cases under ../shared (skipped when absent)."""
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,16 +24,22 @@ def official_case(name: str) -> dict:
     }
 
 
+def load_materializer(folder: Path):
+    """The `materialize(case, out_dir)` function of a fixture folder, imported by path under a unique module name
+    (both fixture folders ship a `materialize.py`)."""
+    script = folder / "materialize.py"
+    if not script.exists():
+        pytest.skip(f"official fixtures not found at {folder}")
+    spec = importlib.util.spec_from_file_location(f"materialize_{folder.name}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.materialize
+
+
 @pytest.fixture(scope="session")
 def official_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Official-layout checkpoint directories (config.json + model.safetensors) of both parity cases."""
-    if not (OFFICIAL_4M / "materialize.py").exists():
-        pytest.skip(f"official parity fixtures not found at {OFFICIAL_4M}")
-    sys.path.insert(0, str(OFFICIAL_4M))
-    try:
-        from materialize import materialize
-    finally:
-        sys.path.remove(str(OFFICIAL_4M))
+    materialize = load_materializer(OFFICIAL_4M)
     root = tmp_path_factory.mktemp("official_4m")
     return {name: materialize(name, root / name) for name in PARITY_CASES}
 

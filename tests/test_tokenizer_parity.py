@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_materializer
 
 from fourm_hf import FourMDDPMScheduler, FourMDiVAE, FourMVQPreTrainedModel, FourMVQVAE
 
@@ -27,12 +28,7 @@ def _require_fixtures() -> None:
 def official_dir(tmp_path_factory):
     """`official_dir(case)`: the case's official Hub-layout directory (config.json + model.safetensors), built on
     first use."""
-    _require_fixtures()
-    sys.path.insert(0, str(OFFICIAL_TOKENIZERS))
-    try:
-        from materialize import materialize
-    finally:
-        sys.path.remove(str(OFFICIAL_TOKENIZERS))
+    materialize = load_materializer(OFFICIAL_TOKENIZERS)
     root = tmp_path_factory.mktemp("official_tokenizers")
     return functools.cache(lambda name: materialize(name, root / name))
 
