@@ -18,8 +18,10 @@ import sys
 import time
 
 import torch
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
+from fourm_hf.modeling_fourm import additive_mask, eager_attention_forward
 
 TOKEN_MODALITIES = ["tok_rgb@224", "tok_depth@224", "tok_normal@224", "tok_semseg@224", "tok_clip@224"]
 
@@ -92,17 +94,53 @@ def peak_memory(attn: str, batch_size: int) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
 
 
+def attention_times(repeats: int, batch: int) -> dict[tuple[str, bool], float]:
+    """Median ms of one attention call of 4M-B shape (12 heads of 64, 256 queries and keys, additive
+    (B, 1, L, L) mask as the decoder uses), forward and forward+backward, through the model's own dispatch."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(batch, 12, 256, 64, requires_grad=True) for _ in range(3))
+    mask = additive_mask(torch.rand(batch, 256, 256) < 0.1, torch.float32)
+    module = build("sdpa", on_meta=True).decoder.layers[0].self_attn
+    functions = {"sdpa": ALL_ATTENTION_FUNCTIONS["sdpa"], "eager": eager_attention_forward}
+    results = {}
+    for backward in (False, True):
+        for attn, fn in functions.items():
+            samples = []
+            for _ in range(repeats + 1):  # the first call warms up
+                start = time.perf_counter()
+                with torch.set_grad_enabled(backward):
+                    out, _ = fn(module, q, k, v, mask, scaling=0.125, is_causal=False)
+                    if backward:
+                        out.sum().backward()
+                samples.append(time.perf_counter() - start)
+            results[attn, backward] = 1000 * statistics.median(samples[1:])
+    return results
+
+
+def print_attention_table(attention: dict[tuple[str, bool], float]) -> None:
+    print("\n| one attention call (B, 12 heads, 256 x 256) | forward (ms) | forward+backward (ms) |")
+    print("|---|---|---|")
+    for attn in ("sdpa", "eager"):
+        print(f"| {attn} | {attention[attn, False]:.1f} | {attention[attn, True]:.1f} |")
+    print(f"| eager / sdpa | {attention['eager', False] / attention['sdpa', False]:.2f}x | "
+          f"{attention['eager', True] / attention['sdpa', True]:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--memory-of", choices=["sdpa", "eager"], help=argparse.SUPPRESS)
+    parser.add_argument("--attention-only", action="store_true", help="only time one attention call")
     args = parser.parse_args()
     if args.memory_of:
         print(json.dumps(peak_memory(args.memory_of, args.batch)))
         return
 
     paths = ("sdpa", "eager")
+    if args.attention_only:
+        print_attention_table(attention_times(max(args.repeats, 5), args.batch))
+        return
     models = {attn: build(attn) for attn in paths}
     batch = make_batch(args.batch)
     params = sum(p.numel() for p in models["sdpa"].parameters()) / 1e6
@@ -130,6 +168,7 @@ def main() -> None:
     ratio_f = statistics.median(times["eager", False]) / statistics.median(times["sdpa", False])
     ratio_b = statistics.median(times["eager", True]) / statistics.median(times["sdpa", True])
     print(f"| eager / sdpa | {ratio_f:.2f}x | {ratio_b:.2f}x | {memory['eager'] / memory['sdpa']:.2f}x |")
+    print_attention_table(attention_times(max(args.repeats, 5), args.batch))
 
 
 if __name__ == "__main__":

@@ -222,7 +222,8 @@ def eager_attention_forward(
     if attention_mask is not None:
         scores = scores + attention_mask
     weights = scores.softmax(dim=-1)
-    weights = F.dropout(weights, p=dropout, training=module.training)
+    if dropout > 0.0:
+        weights = F.dropout(weights, p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2), weights  # (B, Lq, H, hd)
 
 
