@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -54,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the training scripts live next to the package, not inside it
 
-from fourm_hf import (  # noqa: E402
+from fourm_hf import (
     FourMConfig,
     FourMForMaskedModeling,
     FourMGenerationConfig,
@@ -67,11 +68,12 @@ from fourm_hf import (  # noqa: E402
     plot_modalities,
     register_modality,
 )
-from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset  # noqa: E402
-from fourm_hf.metrics_fourm import mean_iou  # noqa: E402
-from fourm_hf.pretokenization import ImageColumn, TextColumn, pretokenize  # noqa: E402
-from fourm_hf.serialization_fourm import boxes_to_text  # noqa: E402
-from training.pretrain import FourMPretrainingArguments, run_pretraining  # noqa: E402
+from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, generate_scenes, synthetic_features
+from fourm_hf.metrics_fourm import mean_iou
+from fourm_hf.pretokenization import ImageColumn, TextColumn, pretokenize
+from fourm_hf.serialization_fourm import boxes_to_text
+from fourm_hf.visualization_fourm import colorize_semseg
+from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 IMAGE_MODALITIES = ("rgb", "depth", "semseg")  # tokenised image modalities, as `tok_<name>@<size>`
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
@@ -88,25 +90,27 @@ class DemoSettings:
 
     image_size: int = 64
     patch_size: int = 8
-    num_train: int = 4000
-    num_eval: int = 100
+    num_train: int = 10000
+    num_eval: int = 200
     num_grid: int = 6
     seed: int = 0
     # modality tokenizers (VQ-VAEs)
-    tokenizer_hidden_size: int = 96
+    tokenizer_hidden_size: int = 64
     tokenizer_layers: int = 2
-    tokenizer_steps: int = 600
+    tokenizer_steps: int = 500
     tokenizer_batch_size: int = 64
     tokenizer_learning_rate: float = 2e-3
-    rgb_codebook_size: int = 512
+    rgb_codebook_size: int = 256
     depth_codebook_size: int = 256
     semseg_codebook_size: int = 256
+    rgb_salient_emphasis: float = 4.0
     # the 4M
     hidden_size: int = 128
-    num_layers: int = 3
-    steps: int = 1200
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    steps: int = 2000
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_fraction: float = 0.05
     input_tokens: int = 64
     target_tokens: int = 96
@@ -118,20 +122,32 @@ class DemoSettings:
 PRESETS = {
     "quick": DemoSettings(),
     "long": DemoSettings(
-        num_train=20000, num_eval=500, tokenizer_hidden_size=192, tokenizer_steps=4000, rgb_codebook_size=1024,
-        hidden_size=256, num_layers=6, steps=20000, batch_size=64, learning_rate=6e-4,
+        num_train=40000,
+        num_eval=500,
+        tokenizer_hidden_size=128,
+        tokenizer_steps=3000,
+        rgb_codebook_size=512,
+        hidden_size=256,
+        encoder_layers=6,
+        decoder_layers=6,
+        steps=20000,
+        batch_size=64,
+        learning_rate=1e-3,
     ),
 }
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", dest="preset", action="store_const", const="quick", help="the default run")
     preset.add_argument("--long", dest="preset", action="store_const", const="long", help="a longer, better run")
     parser.set_defaults(preset="quick")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--keep_cache", action="store_true", help="keep the rendered and pre-tokenised scenes")
     for field in dataclasses.fields(DemoSettings):
         parser.add_argument(f"--{field.name}", type={"int": int, "float": float}[field.type], default=None)
     args = parser.parse_args(argv)
@@ -176,7 +192,9 @@ class StageTimer:
         wall, cpu = time.perf_counter(), self.cpu()
         yield
         self.stages[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": self.cpu() - cpu}
-        print(f"   {name}: {self.stages[name]['wall_s']:.0f} s wall, {self.stages[name]['cpu_s']:.0f} s CPU", flush=True)
+        print(
+            f"   {name}: {self.stages[name]['wall_s']:.0f} s wall, {self.stages[name]['cpu_s']:.0f} s CPU", flush=True
+        )
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -198,6 +216,23 @@ def _load_average() -> tuple[float, ...]:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Data and text
+
+
+SCENE_COLUMNS = ("rgb", "depth", "semseg", "caption", "det")
+
+
+def _scene_rows(start: int, count: int, seed: int, size: int):
+    for scene in generate_scenes(start, count, seed, size, size):
+        yield {name: scene[name] for name in SCENE_COLUMNS}
+
+
+def scenes_dataset(start: int, count: int, size: int, seed: int, cache_dir: str) -> datasets.Dataset:
+    """Synthetic scenes `start, ..., start + count - 1` with the columns the demo uses (normals left out)."""
+    features = datasets.Features({name: synthetic_features(size, size)[name] for name in SCENE_COLUMNS})
+    return datasets.Dataset.from_generator(
+        _scene_rows, features=features, cache_dir=cache_dir,
+        gen_kwargs={"start": start, "count": count, "seed": seed, "size": size},
+    )  # fmt: skip
 
 
 def det_text(det: dict, num_bins: int) -> str:
@@ -236,7 +271,9 @@ class _TensorDataset(Dataset):
         return {"pixel_values": self.values[index]}
 
 
-def tokenizer_inputs(processor: FourMImageProcessor, arrays: dict[str, np.ndarray], size: int) -> dict[str, torch.Tensor]:
+def tokenizer_inputs(
+    processor: FourMImageProcessor, arrays: dict[str, np.ndarray], size: int
+) -> dict[str, torch.Tensor]:
     """The VQ-VAE inputs of each image modality, normalised as 4M's tokenizers expect: RGB in [-1, 1], standardised
     depth (B, 1, S, S), shifted class ids (B, S, S) with 0 = void."""
     return {
@@ -266,9 +303,29 @@ def vqvae_config(modality: str, settings: DemoSettings) -> FourMVQVAEConfig:
     )  # fmt: skip
 
 
+class SalientPixelTrainer(Trainer):
+    """`Trainer` for a VQ-VAE whose reconstruction error is weighted per pixel by `1 + emphasis * d / mean(d)`, with
+    `d` the pixel's distance to the training set's mean image: objects cover ~7% of a synthetic scene, and with a plain
+    MSE a small RGB tokenizer spends its codes on shades of floor and wall and washes the objects' colours out."""
+
+    def __init__(self, *args: Any, mean_image: torch.Tensor, emphasis: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.mean_image, self.emphasis = mean_image, emphasis
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pixels = inputs["pixel_values"]
+        outputs = model(pixels)
+        distance = (pixels - self.mean_image.to(pixels.device)).abs().mean(1, keepdim=True)
+        weight = 1 + self.emphasis * distance / distance.mean().clamp(min=1e-6)
+        error = (weight * (outputs.reconstruction - pixels) ** 2).mean() / weight.mean()
+        loss = error + model.config.codebook_weight * outputs.quantization_loss
+        return (loss, outputs) if return_outputs else loss
+
+
 def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, output_dir: Path) -> FourMVQVAE:
     """Train one VQ-VAE with `Trainer` and the tokenizer recipe of `training/train_tokenizer.py` (AdamW betas
-    (0.9, 0.99), weight decay 0.05, cosine schedule, gradient clipping at 1)."""
+    (0.9, 0.99), weight decay 0.05, cosine schedule, gradient clipping at 1); the RGB one with salient pixels
+    emphasised (see `SalientPixelTrainer`)."""
     model = FourMVQVAE(vqvae_config(modality, settings))
     args = TrainingArguments(
         output_dir=str(output_dir / "runs" / f"vqvae_{modality}"),
@@ -280,7 +337,12 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
         logging_steps=max(1, settings.tokenizer_steps // 4), save_strategy="no", report_to="none",
         use_cpu=True, dataloader_num_workers=0, seed=settings.seed,
     )  # fmt: skip
-    Trainer(model=model, args=args, train_dataset=_TensorDataset(inputs)).train()
+    options = {"model": model, "args": args, "train_dataset": _TensorDataset(inputs)}
+    if modality == "rgb" and settings.rgb_salient_emphasis > 0:
+        trainer = SalientPixelTrainer(**options, mean_image=inputs.mean(0), emphasis=settings.rgb_salient_emphasis)
+    else:
+        trainer = Trainer(**options)
+    trainer.train()
     return model.eval()
 
 
@@ -295,8 +357,8 @@ def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int,
     sequence = {"kind": "sequence", "vocab_size": vocab_size, "max_length": max_length, "max_tokens": max_length}
     return FourMConfig(
         hidden_size=settings.hidden_size,
-        num_encoder_layers=settings.num_layers,
-        num_decoder_layers=settings.num_layers,
+        num_encoder_layers=settings.encoder_layers,
+        num_decoder_layers=settings.decoder_layers,
         num_attention_heads=max(1, settings.hidden_size // 32),
         encoder_modalities=inputs,
         decoder_modalities=inputs[1:],
@@ -304,9 +366,13 @@ def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int,
     )
 
 
-def demo_mixture(settings: DemoSettings, names: dict[str, str]) -> dict[str, Any]:
-    """Three masking strategies (in the official alphas layout): RGB pixels -> depth, segmentation, caption and
-    boxes; the whole caption -> RGB tokens; and all -> all with random splits (what multi-step decoding needs)."""
+MIXTURE_WEIGHTS = (0.6, 0.25, 0.15)
+
+
+def demo_mixture(settings: DemoSettings, names: dict[str, str], weights=MIXTURE_WEIGHTS) -> dict[str, Any]:
+    """Three masking strategies (in the official alphas layout), sampled with `weights`: RGB pixels -> depth,
+    segmentation, caption and boxes; the whole caption -> RGB tokens; and all -> all with random splits (what
+    multi-step decoding needs)."""
     big, half = 1000.0, 0.5
     entries = {
         names["pixels"]: {"input_alphas": [big, 0.0, half], "target_alphas": [0.0, 0.0, 0.0]},
@@ -315,15 +381,14 @@ def demo_mixture(settings: DemoSettings, names: dict[str, str]) -> dict[str, Any
         names["semseg"]: {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half]},
         "caption": {"input_alphas": [0.0, big, half], "target_alphas": [half, 0.0, half],
                     "keep": ["random", "all", "random"]},
-        "det": {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half],
-                "keep": ["random", "random", "random"]},
+        "det": {"input_alphas": [0.0, 0.0, half], "target_alphas": [half, 0.0, half]},
     }  # fmt: skip
     return {
         "name": "demo_rgb2all_caption2rgb_all2all",
         "description": "Synthetic-scenes demo: RGB -> all, caption -> RGB, all -> all.",
         "input_tokens": settings.input_tokens,
         "target_tokens": settings.target_tokens,
-        "sampling_weights": [0.45, 0.2, 0.35],
+        "sampling_weights": list(weights),
         "alphas_mixture": entries,
     }
 
@@ -529,10 +594,12 @@ def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, setting
     size = settings.image_size
     rows = []
     for i in range(len(generated_rgb)):
+        depth = predictions["reference_depth"][i : i + 1]
         tiles = {  # titles are "<modality family>@<role>": the family picks the renderer
             "rgb@input": eval_arrays["rgb"][i : i + 1],
-            "tok_depth@truth": predictions["reference_depth"][i : i + 1],
-            "tok_depth@predicted": predictions[names["depth"]][i : i + 1],
+            "tok_depth@truth": depth,
+            # the colour map spans each tile's own range: clip predictions to the truth's for comparable colours
+            "tok_depth@predicted": np.clip(predictions[names["depth"]][i : i + 1], depth.min(), depth.max()),
             "tok_semseg@truth": eval_arrays["semseg"][i : i + 1],
             "tok_semseg@predicted": predictions[names["semseg"]][i : i + 1],
             "det@truth": predictions["reference_det"][i : i + 1],
@@ -542,14 +609,23 @@ def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, setting
             "tok_rgb@from true caption": generated_rgb[i : i + 1],
         }
         rows.append(plot_modalities(tiles, tile_size=2 * size + 16, columns=len(tiles)))
-    header = 36
+    header = 52
     grid = Image.new("RGB", (rows[0].width, header + sum(r.height for r in rows)), "white")
-    ImageDraw.Draw(grid).text(
+    draw = ImageDraw.Draw(grid)
+    draw.text(
         (6, 4),
         "Held-out synthetic scenes. Predictions: RGB -> depth / segmentation (1 step), RGB -> boxes / caption "
-        "(autoregressive).\nLast column: RGB generated from the true caption (MaskGIT) and decoded by the RGB VQ-VAE.",
+        "(autoregressive).\nLast column: RGB generated from the true caption (MaskGIT) and decoded by the RGB VQ-VAE. "
+        "Depth: near = blue, far = red.",
         fill="black",
     )
+    left = 6
+    draw.text((left, 36), "Segmentation:", fill="black")
+    left += 80
+    for class_id, color in enumerate(colorize_semseg(np.arange(NUM_CLASSES))):
+        draw.rectangle([left, 36, left + 10, 46], fill=tuple(int(c) for c in color))
+        draw.text((left + 14, 36), SYNTHETIC_CLASSES[class_id], fill="black")
+        left += 80
     top = header
     for row in rows:
         grid.paste(row, (0, top))
@@ -562,8 +638,9 @@ def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, setting
 # The pipeline
 
 
-def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
-    """Run every stage and return the metrics (also written to `output_dir/metrics.json`)."""
+def run_demo(settings: DemoSettings, output_dir: str | Path, keep_cache: bool = False) -> dict[str, Any]:
+    """Run every stage and return the metrics (also written to `output_dir/metrics.json`). The datasets cache
+    (`output_dir/cache`) is deleted at the end unless `keep_cache`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
@@ -573,11 +650,8 @@ def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
 
     with timer("data: render synthetic scenes"):
         cache = str(output_dir / "cache")
-        train = synthetic_scenes_dataset(settings.num_train, size, size, seed=settings.seed, cache_dir=cache)
-        held_out = synthetic_scenes_dataset(
-            settings.num_eval, size, size, seed=settings.seed, start=settings.num_train, cache_dir=cache
-        )  # scene ids after the training ones
-        train = train.remove_columns(["normal", "objects", "scene_id"])
+        train = scenes_dataset(0, settings.num_train, size, settings.seed, cache)
+        held_out = scenes_dataset(settings.num_train, settings.num_eval, size, settings.seed, cache)  # later scenes
         train_arrays, eval_arrays = scene_arrays(train), scene_arrays(held_out)
         eval_rows = held_out.select_columns(["caption", "det"]).to_list()
         print(f"   {len(train)} training and {len(held_out)} held-out scenes of {size}x{size}")
@@ -595,11 +669,12 @@ def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
         image_size=size, patch_size=settings.patch_size, do_center_crop=False, num_semseg_classes=NUM_CLASSES + 1
     )
     vq_models = {}
-    inputs = tokenizer_inputs(image_processor, train_arrays, size)
+    with timer("tokenizer inputs and baselines"):
+        inputs = tokenizer_inputs(image_processor, train_arrays, size)
+        base = baselines(train_arrays, inputs)
     for modality in IMAGE_MODALITIES:
         with timer(f"tokenizer: {names[modality]} VQ-VAE"):
             vq_models[names[modality]] = train_vqvae(modality, inputs[modality], settings, output_dir)
-    base = baselines(train_arrays, inputs)
     del inputs
 
     processor = FourMProcessor(image_processor, tokenizer, vq_models=vq_models)
@@ -619,8 +694,10 @@ def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
         mixture_path = output_dir / "mixture.json"
         mixture_path.write_text(json.dumps(demo_mixture(settings, names), indent=2))
         model = FourMForMaskedModeling(fourm_config(settings, names, len(tokenizer), max_length))
-        print(f"   4M with {model.num_parameters() / 1e6:.2f}M parameters "
-              f"({model.num_parameters(exclude_embeddings=True) / 1e6:.2f}M without embeddings)")
+        print(
+            f"   4M with {model.num_parameters() / 1e6:.2f}M parameters "
+            f"({model.num_parameters(exclude_embeddings=True) / 1e6:.2f}M without embeddings)"
+        )
         trainer = train_fourm(model, pretokenized, settings, mixture_path, output_dir / "processor", output_dir)
         model.save_pretrained(output_dir / "fourm")
         final_losses = {k: round(v, 4) for k, v in trainer.state.log_history[-2].items() if k.endswith("loss")}
@@ -636,6 +713,8 @@ def run_demo(settings: DemoSettings, output_dir: str | Path) -> dict[str, Any]:
         draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, settings, output_dir / "grid.png")
 
     shutil.rmtree(output_dir / "runs", ignore_errors=True)
+    if not keep_cache:
+        shutil.rmtree(output_dir / "cache", ignore_errors=True)  # rendered and pre-tokenised scenes (~1 GB)
     metrics = {
         **metrics,
         "final_training_losses": final_losses,
@@ -670,7 +749,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_warning()
-    metrics = run_demo(settings, args.output_dir)
+    metrics = run_demo(settings, args.output_dir, keep_cache=args.keep_cache)
     print_summary(metrics, args.output_dir)
     return metrics
 

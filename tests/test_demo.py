@@ -1,0 +1,127 @@
+"""examples/demo.py: the metric helpers on hand-made cases, the command line, and a reduced end-to-end smoke run
+(tiny data, tokenizers and 4M, a few steps; the full `--quick` demo is too long for CI)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fourm_hf import FourMForMaskedModeling, FourMProcessor, FourMVQVAE
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+SMOKE_ARGS = [
+    "--num_train", "48", "--num_eval", "6", "--num_grid", "2", "--tokenizer_steps", "4", "--tokenizer_batch_size", "8",
+    "--tokenizer_hidden_size", "32", "--tokenizer_layers", "1", "--rgb_codebook_size", "32",
+    "--depth_codebook_size", "32", "--semseg_codebook_size", "32", "--steps", "4", "--batch_size", "4",
+    "--hidden_size", "64", "--encoder_layers", "1", "--decoder_layers", "1", "--caption_to_rgb_steps", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo():
+    spec = importlib.util.spec_from_file_location("fourm_demo", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fourm_demo"] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["fourm_demo"]
+
+
+def test_objects_in_caption(demo):
+    caption = "a small red sphere, a cyan cube and a large green cylinder on a gray floor."
+    assert demo.objects_in_caption(caption) == [("red", "sphere"), ("cyan", "cube"), ("green", "cylinder")]
+    assert demo.objects_in_caption("an empty gray floor in front of a wall.") == []
+    assert demo.objects_in_caption("A Blue  Cube") == [("blue", "cube")]
+
+
+def test_caption_metrics_counts_objects_as_multisets(demo):
+    reference = ["a red sphere and a red sphere on a gray floor.", "a blue cube on a gray floor."]
+    predicted = ["a red sphere on a gray floor.", "a green cube on a gray floor."]
+    metrics = demo.caption_metrics(predicted, reference)
+    # scene 1: one of two red spheres named (shapes differ as multisets); scene 2: right shape, wrong colour
+    assert metrics["exact_objects"] == 0.0
+    assert metrics["exact_shapes"] == 0.5
+    assert metrics["object_recall"] == pytest.approx(1 / 3)
+    assert metrics["object_precision"] == pytest.approx(1 / 2)
+    perfect = demo.caption_metrics(reference, reference)
+    assert perfect == {"exact_objects": 1.0, "exact_shapes": 1.0, "object_precision": 1.0, "object_recall": 1.0}
+
+
+def test_detection_metrics_matches_same_label_boxes_one_to_one(demo):
+    assert demo.box_iou((0, 0, 0.5, 0.5), (0.25, 0, 0.75, 0.5)) == pytest.approx(1 / 3)
+    assert demo.box_iou((0, 0, 0.1, 0.1), (0.5, 0.5, 0.6, 0.6)) == 0.0
+    reference = [{"boxes": [(0.1, 0.1, 0.3, 0.3), (0.5, 0.5, 0.9, 0.9)], "labels": ["cube", "sphere"]}]
+    predicted = [
+        {"boxes": [(0.1, 0.1, 0.3, 0.3), (0.1, 0.1, 0.3, 0.3), (0.5, 0.5, 0.9, 0.9)],
+         "labels": ["cube", "cube", "cube"]}  # a duplicate, and the right box with the wrong label
+    ]  # fmt: skip
+    metrics = demo.detection_metrics(predicted, reference)
+    assert metrics["recall@0.5"] == 0.5
+    assert metrics["precision@0.5"] == pytest.approx(1 / 3)
+    assert metrics["mean_iou_of_reference_boxes"] == pytest.approx(0.5)
+
+
+def test_segmentation_metrics_count_void_predictions_as_errors(demo):
+    reference = np.array([[0, 0, 1, 1], [2, 3, 4, 4]])
+    metrics = demo.segmentation_metrics(reference.copy(), reference)
+    assert metrics["mean_iou"] == 1.0 and metrics["object_mean_iou"] == 1.0
+    predicted = reference.copy()
+    predicted[0, 0] = 255  # void: wrong whatever the reference
+    metrics = demo.segmentation_metrics(predicted, reference)
+    assert metrics["pixel_accuracy"] == pytest.approx(7 / 8)
+    assert metrics["per_class_iou"]["floor"] == pytest.approx(0.5)
+    assert metrics["per_class_iou"]["wall"] == pytest.approx(2 / 3, abs=1e-4)  # the void pixel: a false "wall"
+
+
+def test_depth_errors_and_baselines(demo):
+    reference = np.zeros((2, 2, 2))
+    predicted = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, -3.0]]])
+    objects = np.zeros((2, 2, 2), dtype=bool)
+    objects[1, 1, 1] = True
+    errors = demo.depth_errors(predicted, reference, objects)
+    assert errors == pytest.approx({"abs_error": 0.5, "rmse": np.sqrt(10 / 8), "object_abs_error": 3.0})
+    semseg = np.array([[[0, 1]], [[0, 2]], [[3, 2]]], dtype=np.uint8)  # 3 maps of 1x2 pixels
+    depth = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]], [[[5.0, 0.0]]]])
+    base = demo.baselines({"semseg": semseg}, {"depth": depth})
+    np.testing.assert_array_equal(base["semseg"], [[0, 2]])
+    np.testing.assert_allclose(base["depth"], [[3.0, 2.0]])
+
+
+def test_command_line_presets_and_overrides(demo):
+    quick, args = demo.parse_args([])
+    assert args.preset == "quick" and quick == demo.DemoSettings()
+    long, _ = demo.parse_args(["--long", "--steps", "7", "--learning_rate", "0.01"])
+    assert long.steps == 7 and long.learning_rate == 0.01 and long.num_train == demo.PRESETS["long"].num_train
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--quick", "--long"])
+
+
+def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
+    metrics = demo.main([*SMOKE_ARGS, "--output_dir", str(tmp_path)])
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["settings"]["steps"] == 4 and written["num_eval_scenes"] == 6
+    assert written["caption"] == metrics["caption"] and written["det"] == metrics["det"]
+    for report in written["segmentation"].values():
+        assert 0.0 <= report["mean_iou"] <= 1.0 and 0.0 <= report["pixel_accuracy"] <= 1.0
+    for report in written["depth_standardised"].values():
+        assert np.isfinite(report["abs_error"]) and report["rmse"] >= report["abs_error"] >= 0.0
+    assert set(written["caption"]) == {"exact_objects", "exact_shapes", "object_precision", "object_recall"}
+    assert len(written["examples"]) == 6 and all(isinstance(e["generated"], str) for e in written["examples"])
+    assert set(written["time"]["stages"]) >= {"4M pre-training", "reload and evaluate on held-out scenes"}
+
+    # one row per shown scene, ten tiles per row (tiles of 2 x 64 + 16 pixels)
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.width == 10 * 144 and grid.height > 2 * 144
+
+    model = FourMForMaskedModeling.from_pretrained(tmp_path / "fourm")
+    assert model.config.decoder_modalities == ["tok_rgb@64", "tok_depth@64", "tok_semseg@64", "caption", "det"]
+    processor = FourMProcessor.from_pretrained(tmp_path / "processor")
+    assert sorted(processor.vq_models) == ["tok_depth@64", "tok_rgb@64", "tok_semseg@64"]
+    assert all(isinstance(m, FourMVQVAE) and m.config.codebook_size == 32 for m in processor.vq_models.values())
+    assert processor.tokenizer.sentinel_id(0) == 4 and processor.tokenizer.num_value_bins == 1000
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # scratch files are removed
