@@ -59,11 +59,11 @@ def test_push_then_pull_native_model(tmp_path):
 def test_official_layout_repo_id_is_converted_on_load(tmp_path, official_checkpoints):
     source = official_checkpoints["fm_4m21_style"]
     with MockHub() as hub:
-        hub.repos["EPFL-VILAB/4M-21_tiny"] = {p.name: p.read_bytes() for p in source.iterdir()}
+        hub.repos["me/official-layout-4m21"] = {p.name: p.read_bytes() for p in source.iterdir()}
         run_client(
             f"""
             from fourm_hf import FourMForMaskedModeling
-            FourMForMaskedModeling.from_pretrained("EPFL-VILAB/4M-21_tiny").save_pretrained({str(tmp_path / "hub")!r})
+            FourMForMaskedModeling.from_pretrained("me/official-layout-4m21").save_pretrained({str(tmp_path / "hub")!r})
             FourMForMaskedModeling.from_pretrained({str(source)!r}).save_pretrained({str(tmp_path / "local")!r})
             """,
             hub, tmp_path / "home",
