@@ -103,12 +103,12 @@ class DemoSettings:
     rgb_codebook_size: int = 256
     depth_codebook_size: int = 256
     semseg_codebook_size: int = 256
-    rgb_salient_emphasis: float = 4.0
+    rgb_salient_emphasis: float = 1.5
     # the 4M
     hidden_size: int = 128
     encoder_layers: int = 3
     decoder_layers: int = 3
-    steps: int = 2000
+    steps: int = 1700
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_fraction: float = 0.05
@@ -117,6 +117,7 @@ class DemoSettings:
     # generation
     caption_to_rgb_steps: int = 8
     caption_to_rgb_temperature: float = 1.0
+    caption_to_rgb_guidance: float = 3.0
 
 
 PRESETS = {
@@ -221,17 +222,24 @@ def _load_average() -> tuple[float, ...]:
 SCENE_COLUMNS = ("rgb", "depth", "semseg", "caption", "det")
 
 
-def _scene_rows(start: int, count: int, seed: int, size: int):
-    for scene in generate_scenes(start, count, seed, size, size):
-        yield {name: scene[name] for name in SCENE_COLUMNS}
+def _scene_rows(starts: list[int], counts: list[int], seed: int, size: int):
+    for start, count in zip(starts, counts, strict=True):  # one (start, count) range per shard
+        for scene in generate_scenes(start, count, seed, size, size):
+            yield {name: scene[name] for name in SCENE_COLUMNS}
 
 
-def scenes_dataset(start: int, count: int, size: int, seed: int, cache_dir: str) -> datasets.Dataset:
-    """Synthetic scenes `start, ..., start + count - 1` with the columns the demo uses (normals left out)."""
+def scenes_dataset(
+    start: int, count: int, size: int, seed: int, cache_dir: str, num_proc: int = 2
+) -> datasets.Dataset:
+    """Synthetic scenes `start, ..., start + count - 1` with the columns the demo uses (normals left out), rendered by
+    `num_proc` processes."""
     features = datasets.Features({name: synthetic_features(size, size)[name] for name in SCENE_COLUMNS})
+    num_proc = max(1, min(num_proc, count // 100))  # small sets are not worth a process pool
+    bounds = [start + count * i // num_proc for i in range(num_proc + 1)]
+    shards = {"starts": bounds[:-1], "counts": [b - a for a, b in zip(bounds[:-1], bounds[1:])]}
     return datasets.Dataset.from_generator(
-        _scene_rows, features=features, cache_dir=cache_dir,
-        gen_kwargs={"start": start, "count": count, "seed": seed, "size": size},
+        _scene_rows, features=features, cache_dir=cache_dir, num_proc=num_proc if num_proc > 1 else None,
+        gen_kwargs={**shards, "seed": seed, "size": size},
     )  # fmt: skip
 
 
@@ -260,15 +268,27 @@ def scene_arrays(dataset) -> dict[str, np.ndarray]:
 # Modality tokenizers
 
 
-class _TensorDataset(Dataset):
-    def __init__(self, values: torch.Tensor):
-        self.values = values
+class InMemoryRows(Dataset):
+    """Rows of equal-length columns held in memory: `rows[i] = {name: column[i]}`. Reading a row from an Arrow-backed
+    `datasets.Dataset` costs ~1.5 ms of formatting; the 4M steps of this demo take ~300 ms for 32 rows, so the
+    pre-tokenised scenes are loaded once (a few hundred MB for the quick run) and indexed from memory."""
+
+    def __init__(self, columns: dict[str, Any]):
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"InMemoryRows needs columns of one length, got lengths {sorted(lengths)}")
+        self.columns = columns
+
+    @classmethod
+    def from_dataset(cls, dataset: datasets.Dataset) -> InMemoryRows:
+        arrays = dataset.with_format("numpy")[:]
+        return cls({name: list(arrays[name]) if arrays[name].dtype == object else arrays[name] for name in arrays})
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(next(iter(self.columns.values())))
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.values[index]}
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {name: column[index] for name, column in self.columns.items()}
 
 
 def tokenizer_inputs(
@@ -337,7 +357,7 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
         logging_steps=max(1, settings.tokenizer_steps // 4), save_strategy="no", report_to="none",
         use_cpu=True, dataloader_num_workers=0, seed=settings.seed,
     )  # fmt: skip
-    options = {"model": model, "args": args, "train_dataset": _TensorDataset(inputs)}
+    options = {"model": model, "args": args, "train_dataset": InMemoryRows({"pixel_values": inputs})}
     if modality == "rgb" and settings.rgb_salient_emphasis > 0:
         trainer = SalientPixelTrainer(**options, mean_image=inputs.mean(0), emphasis=settings.rgb_salient_emphasis)
     else:
@@ -406,6 +426,7 @@ def train_fourm(model, dataset, settings: DemoSettings, mixture_path: Path, toke
         warmup_tokens=max(1, round(settings.warmup_fraction * settings.steps)) * tokens_per_step,
         logging_steps=max(1, settings.steps // 10), save_strategy="no", report_to="none", auto_resume=False,
         use_cpu=True, dataloader_num_workers=0, seed=settings.seed, masking_seed=settings.seed,
+        optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
     )  # fmt: skip
     return run_pretraining(args, model=model, train_dataset=dataset)
 
@@ -532,12 +553,17 @@ def rgb_to_x(model, processor, images: list[np.ndarray], names: dict[str, str], 
 
 
 def caption_to_rgb(model, processor, captions: list[str], names: dict[str, str], settings: DemoSettings) -> np.ndarray:
-    """Caption -> RGB tokens (MaskGIT, cosine schedule, temperature decaying linearly) -> RGB through the VQ-VAE."""
+    """Caption -> RGB tokens -> RGB through the VQ-VAE: ROAR (random order, cosine schedule), temperature decaying
+    linearly, classifier-free guidance on the caption. (With the quick run's model, MaskGIT's most-confident-first
+    order fills the grid with background tokens and rarely draws an object.)"""
     schedule = FourMTargetSchedule(
-        names["rgb"], "maskgit", num_steps=settings.caption_to_rgb_steps,
+        names["rgb"], "roar", num_steps=settings.caption_to_rgb_steps,
         temperature=settings.caption_to_rgb_temperature, temperature_schedule="linear",
+        guidance_scale=settings.caption_to_rgb_guidance,
     )  # fmt: skip
-    output = model.generate(processor(text=captions), FourMGenerationConfig(targets=[schedule]), seed=settings.seed)
+    conditions = ["caption"] if settings.caption_to_rgb_guidance != 1.0 else None
+    config = FourMGenerationConfig(targets=[schedule], conditions=conditions)
+    output = model.generate(processor(text=captions), config, seed=settings.seed)
     return processor.postprocess(output, names=[names["rgb"]])[names["rgb"]]
 
 
@@ -688,7 +714,8 @@ def run_demo(settings: DemoSettings, output_dir: str | Path, keep_cache: bool = 
         pretokenized = pretokenize(
             train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=image_processor,
             image_size=size, num_crops=1, seed=settings.seed, batch_size=256,
-        ).with_format("numpy")  # fmt: skip
+        )  # fmt: skip
+        pretokenized = InMemoryRows.from_dataset(pretokenized)
 
     with timer("4M pre-training"):
         mixture_path = output_dir / "mixture.json"

@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -127,20 +128,28 @@ def hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs[k] for k in names if k in kwargs}
 
 
-def read_official_checkpoint(path_or_repo: str | os.PathLike, **hub_kwargs: Any) -> tuple[dict, str] | None:
-    """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M checkpoint, else None.
+def is_official_model_config(config: dict[str, Any]) -> bool:
+    """Whether a config dict is an official 4M model's (it names `domains_in` and is not a native config)."""
+    return "model_type" not in config and "domains_in" in config
 
-    Accepts a bare `.safetensors` file with the config in its metadata, or a local directory / Hub repo id
-    holding an official `config.json` + `model.safetensors`.
+
+def read_official_files(
+    path_or_repo: str | os.PathLike, is_official: Callable[[dict], bool], what: str, **hub_kwargs: Any
+) -> tuple[dict, str] | None:
+    """`(official config dict, safetensors path)` if `path_or_repo` holds an official checkpoint (as told by
+    `is_official`), else None.
+
+    Accepts a bare `.safetensors` file with the config in its metadata, or a local directory / Hub repo id holding an
+    official `config.json` + `model.safetensors`. `what` names the checkpoint kind in error messages.
     """
     path = str(path_or_repo)
     if path.endswith(".safetensors") and os.path.isfile(path):
         with safe_open(path, framework="pt") as f:
             metadata = parse_official_metadata(f.metadata() or {})
-        if "domains_in" not in metadata:
+        if not is_official(metadata):
             raise ValueError(
-                f"{path} has no 4M config in its safetensors metadata (no 'domains_in'); load the directory that "
-                "holds it together with its config.json instead."
+                f"{path} has no official {what} config in its safetensors metadata; load the directory that holds "
+                "it together with its config.json instead."
             )
         return metadata, path
     config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
@@ -148,12 +157,18 @@ def read_official_checkpoint(path_or_repo: str | os.PathLike, **hub_kwargs: Any)
         return None
     with open(config_file, encoding="utf-8") as f:
         config = json.load(f)
-    if "model_type" in config or "domains_in" not in config:
+    if not is_official(config):
         return None
     weights = cached_file(path, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
     if weights is None:
-        raise ValueError(f"{path} holds an official 4M config.json but no model.safetensors.")
+        raise ValueError(f"{path} holds an official {what} config.json but no model.safetensors.")
     return config, weights
+
+
+def read_official_checkpoint(path_or_repo: str | os.PathLike, **hub_kwargs: Any) -> tuple[dict, str] | None:
+    """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M model checkpoint, else None
+    (see `read_official_files`)."""
+    return read_official_files(path_or_repo, is_official_model_config, "4M model", **hub_kwargs)
 
 
 def load_official_checkpoint(
@@ -175,8 +190,10 @@ __all__ = [
     "OFFICIAL_KEY_RULES",
     "convert_official_state_dict",
     "hub_kwargs",
+    "is_official_model_config",
     "load_official_checkpoint",
     "parse_official_metadata",
     "read_official_checkpoint",
+    "read_official_files",
     "rename_official_key",
 ]

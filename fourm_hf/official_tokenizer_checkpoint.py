@@ -9,20 +9,17 @@ the rest is reshaping (1x1 Conv1d attention weights to Linear) and checks. Facts
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .official_checkpoint import hub_kwargs
-from .official_checkpoint import parse_official_metadata
+from .official_checkpoint import hub_kwargs, read_official_files
 
 logger = logging.get_logger(__name__)
 
@@ -250,32 +247,9 @@ def convert_official_tokenizer_state_dict(
 
 
 def read_official_tokenizer(path_or_repo: str | os.PathLike, **hub: Any) -> tuple[dict, str] | None:
-    """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M tokenizer, else None.
-
-    Accepts a bare `.safetensors` file with the config in its metadata, or a local directory / Hub repo id holding
-    an official `config.json` + `model.safetensors`.
-    """
-    path = str(path_or_repo)
-    if path.endswith(".safetensors") and os.path.isfile(path):
-        with safe_open(path, framework="pt") as f:
-            metadata = parse_official_metadata(f.metadata() or {})
-        if not is_official_tokenizer_config(metadata):
-            raise ValueError(
-                f"{path} has no 4M tokenizer config in its safetensors metadata; load the directory that holds it "
-                "together with its config.json instead."
-            )
-        return metadata, path
-    config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
-    if config_file is None:
-        return None
-    with open(config_file, encoding="utf-8") as f:
-        config = json.load(f)
-    if not is_official_tokenizer_config(config):
-        return None
-    weights = cached_file(path, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
-    if weights is None:
-        raise ValueError(f"{path} holds an official 4M tokenizer config.json but no model.safetensors.")
-    return config, weights
+    """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M tokenizer, else None (see
+    `read_official_files`)."""
+    return read_official_files(path_or_repo, is_official_tokenizer_config, "4M tokenizer", **hub)
 
 
 def load_official_tokenizer(
