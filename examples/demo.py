@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -108,7 +109,7 @@ class DemoSettings:
     hidden_size: int = 128
     encoder_layers: int = 3
     decoder_layers: int = 3
-    steps: int = 1700
+    steps: int = 1800
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_fraction: float = 0.05
@@ -176,7 +177,7 @@ def register_demo_modalities(settings: DemoSettings) -> dict[str, str]:
 
 
 class StageTimer:
-    """Wall-clock and process CPU time (all threads) of each named stage."""
+    """Wall-clock and CPU time (all threads and child processes) of each named stage."""
 
     def __init__(self):
         self.stages: dict[str, dict[str, float]] = {}
@@ -184,8 +185,9 @@ class StageTimer:
 
     @staticmethod
     def cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+        """CPU seconds of this process and of its finished children (the scene-rendering processes)."""
+        usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        return sum(u.ru_utime + u.ru_stime for u in usages)
 
     @contextmanager
     def __call__(self, name: str):
@@ -236,7 +238,7 @@ def scenes_dataset(
     features = datasets.Features({name: synthetic_features(size, size)[name] for name in SCENE_COLUMNS})
     num_proc = max(1, min(num_proc, count // 100))  # small sets are not worth a process pool
     bounds = [start + count * i // num_proc for i in range(num_proc + 1)]
-    shards = {"starts": bounds[:-1], "counts": [b - a for a, b in zip(bounds[:-1], bounds[1:])]}
+    shards = {"starts": bounds[:-1], "counts": [b - a for a, b in itertools.pairwise(bounds)]}
     return datasets.Dataset.from_generator(
         _scene_rows, features=features, cache_dir=cache_dir, num_proc=num_proc if num_proc > 1 else None,
         gen_kwargs={**shards, "seed": seed, "size": size},
@@ -443,24 +445,37 @@ def objects_in_caption(caption: str) -> list[tuple[str, str]]:
     return _OBJECT_PATTERN.findall(caption.lower())
 
 
-def caption_metrics(predicted: list[str], reference: list[str]) -> dict[str, float]:
-    """How well generated captions name a scene's objects (as multisets of (colour, shape) pairs):
+def caption_metrics(predicted: list[str], reference: list[str]) -> dict[str, Any]:
+    """How well generated captions name a scene's objects (as multisets of (colour, shape) pairs).
+
     `exact_objects`: share of scenes whose caption names exactly the right objects; `exact_shapes`: the same for
-    shapes alone; `object_precision` / `object_recall`: over all scenes' (colour, shape) pairs."""
-    exact = shapes = hits = num_predicted = num_reference = 0
+    shapes alone; `most_objects`: share of scenes where more than half of the objects are named right (colour and
+    shape); `object_precision` / `object_recall`: over all scenes' (colour, shape) pairs; `shape_confusion`:
+    `"reference -> predicted"` counts over the objects of captions that name as many objects as the reference,
+    paired in caption order.
+    """
+    exact = shapes = most = hits = num_predicted = num_reference = 0
+    confusion = Counter()
     for pred, ref in zip(predicted, reference, strict=True):
-        pred_objects, ref_objects = Counter(objects_in_caption(pred)), Counter(objects_in_caption(ref))
+        pred_list, ref_list = objects_in_caption(pred), objects_in_caption(ref)
+        pred_objects, ref_objects = Counter(pred_list), Counter(ref_list)
+        right = sum((pred_objects & ref_objects).values())
         exact += pred_objects == ref_objects
-        shapes += Counter(s for _, s in objects_in_caption(pred)) == Counter(s for _, s in objects_in_caption(ref))
-        hits += sum((pred_objects & ref_objects).values())
-        num_predicted += sum(pred_objects.values())
-        num_reference += sum(ref_objects.values())
+        shapes += Counter(s for _, s in pred_list) == Counter(s for _, s in ref_list)
+        most += right > len(ref_list) / 2 or pred_objects == ref_objects
+        hits += right
+        num_predicted += len(pred_list)
+        num_reference += len(ref_list)
+        if len(pred_list) == len(ref_list):
+            confusion.update(f"{r} -> {p}" for (_, r), (_, p) in zip(ref_list, pred_list))
     count = max(len(reference), 1)
     return {
         "exact_objects": exact / count,
         "exact_shapes": shapes / count,
+        "most_objects": most / count,
         "object_precision": hits / num_predicted if num_predicted else 0.0,
         "object_recall": hits / num_reference if num_reference else 1.0,
+        "shape_confusion": dict(sorted(confusion.items())),
     }
 
 
@@ -762,8 +777,9 @@ def print_summary(metrics: dict[str, Any], output_dir: str | Path) -> None:
         f"tokenizer round trip {seg['tokenizer_round_trip']['mean_iou']:.3f}); objects only {seg['model']['object_mean_iou']:.3f}\n"
         f"  RGB -> depth abs error    {depth['model']['abs_error']:.3f}   (training mean {depth['baseline_training_mean']['abs_error']:.3f}, "
         f"tokenizer round trip {depth['tokenizer_round_trip']['abs_error']:.3f}) in standardised depth units\n"
-        f"  RGB -> caption: exactly the right objects in {caption['exact_objects']:.0%} of scenes, right shapes in "
-        f"{caption['exact_shapes']:.0%}; object recall {caption['object_recall']:.0%}, precision {caption['object_precision']:.0%}\n"
+        f"  RGB -> caption: more than half of the objects right in {caption['most_objects']:.0%} of scenes, exactly the "
+        f"right objects in {caption['exact_objects']:.0%}, right shapes in {caption['exact_shapes']:.0%}; "
+        f"object recall {caption['object_recall']:.0%}, precision {caption['object_precision']:.0%}\n"
         f"  RGB -> boxes: recall@0.5 {det['recall@0.5']:.0%}, precision@0.5 {det['precision@0.5']:.0%}\n"
         f"  time: {elapsed['total_wall_s']:.0f} s wall, {elapsed['total_cpu_s']:.0f} s CPU on {elapsed['torch_threads']} threads "
         f"(load average {elapsed['load_average_1_5_15min']})\n"

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -48,8 +49,18 @@ def test_caption_metrics_counts_objects_as_multisets(demo):
     assert metrics["exact_shapes"] == 0.5
     assert metrics["object_recall"] == pytest.approx(1 / 3)
     assert metrics["object_precision"] == pytest.approx(1 / 2)
+    assert metrics["most_objects"] == 0.0  # scene 1: one of two objects is not more than half
+    assert metrics["shape_confusion"] == {"cube -> cube": 1}  # scene 1 names fewer objects: not paired
     perfect = demo.caption_metrics(reference, reference)
-    assert perfect == {"exact_objects": 1.0, "exact_shapes": 1.0, "object_precision": 1.0, "object_recall": 1.0}
+    assert perfect == {
+        "exact_objects": 1.0, "exact_shapes": 1.0, "most_objects": 1.0, "object_precision": 1.0,
+        "object_recall": 1.0, "shape_confusion": {"cube -> cube": 1, "sphere -> sphere": 2},
+    }  # fmt: skip
+    three = ["a red cube, a blue cube and a green cylinder on a gray floor."]
+    two_right = ["a red cube, a blue cylinder and a green cylinder on a gray floor."]
+    assert demo.caption_metrics(two_right, three)["most_objects"] == 1.0
+    assert demo.caption_metrics(two_right, three)["shape_confusion"] == {"cube -> cube": 1, "cube -> cylinder": 1,
+                                                                          "cylinder -> cylinder": 1}  # fmt: skip
 
 
 def test_detection_metrics_matches_same_label_boxes_one_to_one(demo):
@@ -92,6 +103,31 @@ def test_depth_errors_and_baselines(demo):
     np.testing.assert_allclose(base["depth"], [[3.0, 2.0]])
 
 
+def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
+    dataset = datasets.Dataset.from_dict(
+        {"tokens": [[1, 2, 3], [4, 5, 6]], "caption": [[7], [8, 9, 10, 11]], "name": ["a", "b"]}
+    )
+    rows = demo.InMemoryRows.from_dataset(dataset)
+    assert len(rows) == 2
+    for index in range(2):
+        expected = dataset.with_format("numpy")[index]
+        assert sorted(rows[index]) == ["caption", "name", "tokens"]
+        for name in ("tokens", "caption"):
+            np.testing.assert_array_equal(rows[index][name], expected[name])
+    assert rows[1]["name"] == "b"
+    with pytest.raises(ValueError, match=r"one length, got lengths \[2, 3\]"):
+        demo.InMemoryRows({"a": np.zeros(2), "b": np.zeros(3)})
+
+
+def test_scenes_rendered_in_two_processes_equal_the_scene_generator(demo, tmp_path):
+    scenes = demo.scenes_dataset(30, 201, 32, seed=3, cache_dir=str(tmp_path), num_proc=2)
+    reference = list(demo.generate_scenes(30, 201, 3, 32, 32))
+    assert scenes["caption"] == [r["caption"] for r in reference]
+    for index in (0, 100, 200):  # both shards, in order
+        np.testing.assert_array_equal(np.asarray(scenes[index]["rgb"]), reference[index]["rgb"])
+        np.testing.assert_array_equal(np.asarray(scenes[index]["semseg"]), reference[index]["semseg"])
+
+
 def test_command_line_presets_and_overrides(demo):
     quick, args = demo.parse_args([])
     assert args.preset == "quick" and quick == demo.DemoSettings()
@@ -110,7 +146,9 @@ def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
         assert 0.0 <= report["mean_iou"] <= 1.0 and 0.0 <= report["pixel_accuracy"] <= 1.0
     for report in written["depth_standardised"].values():
         assert np.isfinite(report["abs_error"]) and report["rmse"] >= report["abs_error"] >= 0.0
-    assert set(written["caption"]) == {"exact_objects", "exact_shapes", "object_precision", "object_recall"}
+    assert set(written["caption"]) == {
+        "exact_objects", "exact_shapes", "most_objects", "object_precision", "object_recall", "shape_confusion"
+    }  # fmt: skip
     assert len(written["examples"]) == 6 and all(isinstance(e["generated"], str) for e in written["examples"])
     assert set(written["time"]["stages"]) >= {"4M pre-training", "reload and evaluate on held-out scenes"}
 
