@@ -357,7 +357,7 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
         warmup_steps=max(1, settings.tokenizer_steps // 20),
         lr_scheduler_type="cosine", adam_beta2=0.99, weight_decay=0.05, max_grad_norm=1.0,
         logging_steps=max(1, settings.tokenizer_steps // 4), save_strategy="no", report_to="none",
-        use_cpu=True, dataloader_num_workers=0, seed=settings.seed,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=settings.seed,
     )  # fmt: skip
     options = {"model": model, "args": args, "train_dataset": InMemoryRows({"pixel_values": inputs})}
     if modality == "rgb" and settings.rgb_salient_emphasis > 0:
@@ -365,7 +365,7 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
     else:
         trainer = Trainer(**options)
     trainer.train()
-    return model.eval()
+    return model.eval().cpu()  # pre-tokenisation and generation run on the CPU
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -427,7 +427,8 @@ def train_fourm(model, dataset, settings: DemoSettings, mixture_path: Path, toke
         total_tokens=settings.steps * tokens_per_step,
         warmup_tokens=max(1, round(settings.warmup_fraction * settings.steps)) * tokens_per_step,
         logging_steps=max(1, settings.steps // 10), save_strategy="no", report_to="none", auto_resume=False,
-        use_cpu=True, dataloader_num_workers=0, seed=settings.seed, masking_seed=settings.seed,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        seed=settings.seed, masking_seed=settings.seed,
         optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
     )  # fmt: skip
     return run_pretraining(args, model=model, train_dataset=dataset)
@@ -656,8 +657,9 @@ def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, setting
     draw.text(
         (6, 4),
         "Held-out synthetic scenes. Predictions: RGB -> depth / segmentation (1 step), RGB -> boxes / caption "
-        "(autoregressive).\nLast column: RGB generated from the true caption (MaskGIT) and decoded by the RGB VQ-VAE. "
-        "Depth: near = blue, far = red.",
+        "(autoregressive).\nLast column: RGB generated from the true caption (ROAR, "
+        f"{settings.caption_to_rgb_steps} steps, guidance {settings.caption_to_rgb_guidance:g}) and decoded by the RGB "
+        "VQ-VAE. Depth: near = blue, far = red.",
         fill="black",
     )
     left = 6
