@@ -176,6 +176,17 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         tokens = encoded.last_hidden_state[:, start : start + grid * grid]
         return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid, grid)
 
+    def dense_prediction(
+        self,
+        head: nn.Module,
+        pixel_values: torch.Tensor,
+        modalities: dict[str, dict[str, torch.Tensor]] | None,
+        num_encoder_tokens: int | None,
+    ) -> torch.Tensor:
+        """Encode, take the pixel patch tokens and run a dense `head` up to the input resolution: (B, C, H, W)."""
+        encoded, name = self.encode(pixel_values, modalities, num_encoder_tokens)
+        return head(self.patch_features(encoded, name), tuple(pixel_values.shape[-2:]))
+
 
 class FourMDenseHead(nn.Module):
     """A light convolutional decoder: patch features (B, D, h, w) -> (B, out_channels, H, W) at input size.
@@ -335,9 +346,7 @@ class FourMForSemanticSegmentation(FourMTaskPreTrainedModel):
 
         Returns `logits` of shape `(batch_size, num_labels, size, size)`.
         """
-        encoded, name = self.encode(pixel_values, modalities, num_encoder_tokens)
-        features = self.patch_features(encoded, name)
-        logits = self.decode_head(features, tuple(pixel_values.shape[-2:]))
+        logits = self.dense_prediction(self.decode_head, pixel_values, modalities, num_encoder_tokens)
         loss = self.segmentation_loss(logits, labels) if labels is not None else None
         return SemanticSegmenterOutput(loss=loss, logits=logits)
 
@@ -394,9 +403,8 @@ class FourMForDepthEstimation(FourMTaskPreTrainedModel):
 
         Returns `predicted_depth` of shape `(batch_size, size, size)`.
         """
-        encoded, name = self.encode(pixel_values, modalities, num_encoder_tokens)
-        features = self.patch_features(encoded, name)
-        predicted = F.softplus(self.head(features, tuple(pixel_values.shape[-2:])).squeeze(1))
+        output = self.dense_prediction(self.head, pixel_values, modalities, num_encoder_tokens)
+        predicted = F.softplus(output.squeeze(1))
         loss = self.depth_loss(predicted, labels) if labels is not None else None
         return DepthEstimatorOutput(loss=loss, predicted_depth=predicted)
 
