@@ -46,7 +46,9 @@ def demo_rows(num_rows: int, seed: int = 0) -> datasets.Dataset:
         columns[name] = rng.integers(0, 256, (num_rows, 1, 64), dtype=np.int32)
     features["caption"], features["det"] = ids, datasets.List(ids)
     columns["caption"] = [rng.integers(0, 4412, int(rng.integers(10, 40))).tolist() for _ in range(num_rows)]
-    columns["det"] = [[rng.integers(0, 4412, 6).tolist() for _ in range(int(rng.integers(1, 5)))] for _ in range(num_rows)]
+    columns["det"] = [
+        [rng.integers(0, 4412, 6).tolist() for _ in range(int(rng.integers(1, 5)))] for _ in range(num_rows)
+    ]  # one id list per box
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
