@@ -388,7 +388,7 @@ def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int,
     )
 
 
-MIXTURE_WEIGHTS = (0.6, 0.25, 0.15)
+MIXTURE_WEIGHTS = (0.75, 0.1, 0.15)  # RGB -> all, caption -> RGB, all -> all
 
 
 def demo_mixture(settings: DemoSettings, names: dict[str, str], weights=MIXTURE_WEIGHTS) -> dict[str, Any]:
