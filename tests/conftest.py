@@ -2,7 +2,11 @@
 
 import importlib.util
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -22,6 +26,20 @@ def official_case(name: str) -> dict:
         "info": json.loads((OFFICIAL_4M / name / "case.json").read_text()),
         "tensors": load_file(str(OFFICIAL_4M / name / "case.safetensors")),
     }
+
+
+@contextmanager
+def imported_script(path: Path, name: str) -> Iterator[ModuleType]:
+    """A script (examples/, training/) imported by path as module `name`, registered in `sys.modules` while in use:
+    dataclasses resolve their annotations through it."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
 
 
 def load_materializer(folder: Path):

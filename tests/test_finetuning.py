@@ -1,15 +1,14 @@
 """Task heads on the 4M encoder: outputs, losses, label checks, loading from official checkpoints, fine-tuning
 options (freezing, layer decay, drop path, checkpointing, bf16), Trainer runs, LoRA and training/finetune.py."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import imported_script
 from datasets import ClassLabel, Dataset, Features, Image
 from safetensors.torch import load_file
 from transformers import (
@@ -34,6 +33,8 @@ from fourm_hf import (
 from fourm_hf.metrics_fourm import argmax_logits_for_metrics, depth_compute_metrics, segmentation_compute_metrics
 from fourm_hf.modeling_fourm_tasks import encoder_layer_id
 from fourm_hf.official_checkpoint import rename_official_key
+
+FINETUNE_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "finetune.py"
 
 # The pixel modality of examples/finetune_digits.py: 32x32 RGB, 8x8 patches (a 4x4 token grid).
 register_modality("rgb@32", "pixels", num_channels=3, image_size=32, patch_size=8)
@@ -430,16 +431,7 @@ def test_lora_wraps_and_trains_only_adapters_and_head(batch):
             assert not changed, name
 
 
-def _finetune_module(monkeypatch):
-    path = Path(__file__).resolve().parents[1] / "training" / "finetune.py"
-    spec = importlib.util.spec_from_file_location("fourm_finetune_script", path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run_finetune(task: str, tmp_path: Path, monkeypatch, extra_args: list[str]) -> dict:
+def _run_finetune(task: str, tmp_path: Path, extra_args: list[str]) -> dict:
     """training/finetune.py on 8 synthetic images saved with `save_to_disk` and a tiny native 4M checkpoint."""
     pixels, maps = synthetic_scenes(8, seed=1)
     images = [(p.permute(1, 2, 0).clamp(-2, 2).add(2).mul(60)).byte().numpy() for p in pixels]
@@ -478,7 +470,8 @@ def _run_finetune(task: str, tmp_path: Path, monkeypatch, extra_args: list[str])
         "--disable_tqdm",
         "true",
     ]
-    return _finetune_module(monkeypatch).main(args + extra_args)
+    with imported_script(FINETUNE_SCRIPT, "fourm_finetune_script") as module:
+        return module.main(args + extra_args)
 
 
 @pytest.mark.parametrize(
@@ -490,8 +483,8 @@ def _run_finetune(task: str, tmp_path: Path, monkeypatch, extra_args: list[str])
         ("depth-estimation", ["--depth_scale", "1000", "--bf16", "--activation_checkpointing"], "eval_delta1"),
     ],
 )
-def test_finetune_script(task, extra_args, metric, tmp_path, monkeypatch):
-    metrics = _run_finetune(task, tmp_path, monkeypatch, extra_args + ["--head_hidden_size", "8"])
+def test_finetune_script(task, extra_args, metric, tmp_path):
+    metrics = _run_finetune(task, tmp_path, extra_args + ["--head_hidden_size", "8"])
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
     assert 0.0 <= metrics[metric] <= 1.0
     saved = FourMConfig.from_pretrained(tmp_path / "out")
@@ -506,8 +499,8 @@ def test_finetune_script(task, extra_args, metric, tmp_path, monkeypatch):
         assert all(torch.equal(end[k], start[k]) for k in end if k.startswith("encoder."))
 
 
-def test_finetune_script_with_lora(tmp_path, monkeypatch):
+def test_finetune_script_with_lora(tmp_path):
     pytest.importorskip("peft")
-    metrics = _run_finetune("image-classification", tmp_path, monkeypatch, ["--lora_r", "4", "--layer_decay", "0.75"])
+    metrics = _run_finetune("image-classification", tmp_path, ["--lora_r", "4", "--layer_decay", "0.75"])
     assert math.isfinite(metrics["train_loss"]) and 0.0 <= metrics["eval_accuracy"] <= 1.0
     assert (tmp_path / "out" / "adapter_config.json").exists()

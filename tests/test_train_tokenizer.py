@@ -1,14 +1,13 @@
 """training/train_tokenizer.py: Trainer runs of tiny VQ-VAE / DiVAE / class-id tokenizers on an in-memory image
 dataset, plus its data transform, multi-resolution collator and weight-EMA callback."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import imported_script
 from PIL import Image
 
 from fourm_hf import FourMDiVAE, FourMVQPreTrainedModel, FourMVQVAE
@@ -22,12 +21,8 @@ TINY_VIT = dict(
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_tokenizer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_tokenizer"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["train_tokenizer"]
+    with imported_script(SCRIPT, "train_tokenizer") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
