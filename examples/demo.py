@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import math
 import re
@@ -69,7 +68,7 @@ from fourm_hf import (
     plot_modalities,
     register_modality,
 )
-from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, generate_scenes, synthetic_features
+from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
 from fourm_hf.metrics_fourm import mean_iou
 from fourm_hf.pretokenization import ImageColumn, TextColumn, pretokenize
 from fourm_hf.serialization_fourm import boxes_to_text
@@ -224,24 +223,12 @@ def _load_average() -> tuple[float, ...]:
 SCENE_COLUMNS = ("rgb", "depth", "semseg", "caption", "det")
 
 
-def _scene_rows(starts: list[int], counts: list[int], seed: int, size: int):
-    for start, count in zip(starts, counts, strict=True):  # one (start, count) range per shard
-        for scene in generate_scenes(start, count, seed, size, size):
-            yield {name: scene[name] for name in SCENE_COLUMNS}
-
-
-def scenes_dataset(
-    start: int, count: int, size: int, seed: int, cache_dir: str, num_proc: int = 2
-) -> datasets.Dataset:
+def scenes_dataset(start: int, count: int, size: int, seed: int, cache_dir: str) -> datasets.Dataset:
     """Synthetic scenes `start, ..., start + count - 1` with the columns the demo uses (normals left out), rendered by
-    `num_proc` processes."""
-    features = datasets.Features({name: synthetic_features(size, size)[name] for name in SCENE_COLUMNS})
-    num_proc = max(1, min(num_proc, count // 100))  # small sets are not worth a process pool
-    bounds = [start + count * i // num_proc for i in range(num_proc + 1)]
-    shards = {"starts": bounds[:-1], "counts": [b - a for a, b in itertools.pairwise(bounds)]}
-    return datasets.Dataset.from_generator(
-        _scene_rows, features=features, cache_dir=cache_dir, num_proc=num_proc if num_proc > 1 else None,
-        gen_kwargs={**shards, "seed": seed, "size": size},
+    two processes (one for small sets)."""
+    return synthetic_scenes_dataset(
+        count, size, size, seed=seed, start=start, cache_dir=cache_dir, columns=SCENE_COLUMNS,
+        num_proc=2 if count >= 200 else 1,
     )  # fmt: skip
 
 
@@ -272,7 +259,7 @@ def scene_arrays(dataset) -> dict[str, np.ndarray]:
 
 class InMemoryRows(Dataset):
     """Rows of equal-length columns held in memory: `rows[i] = {name: column[i]}`. Reading a row from an Arrow-backed
-    `datasets.Dataset` costs ~1.5 ms of formatting; the 4M steps of this demo take ~300 ms for 32 rows, so the
+    `datasets.Dataset` costs ~1 ms of formatting; the 4M steps of this demo take ~300 ms for 32 rows, so the
     pre-tokenised scenes are loaded once (a few hundred MB for the quick run) and indexed from memory."""
 
     def __init__(self, columns: dict[str, Any]):
@@ -391,8 +378,8 @@ def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int,
 MIXTURE_WEIGHTS = (0.75, 0.1, 0.15)  # RGB -> all, caption -> RGB, all -> all
 
 
-def demo_mixture(settings: DemoSettings, names: dict[str, str], weights=MIXTURE_WEIGHTS) -> dict[str, Any]:
-    """Three masking strategies (in the official alphas layout), sampled with `weights`: RGB pixels -> depth,
+def demo_mixture(settings: DemoSettings, names: dict[str, str]) -> dict[str, Any]:
+    """Three masking strategies (in the official alphas layout), sampled with `MIXTURE_WEIGHTS`: RGB pixels -> depth,
     segmentation, caption and boxes; the whole caption -> RGB tokens; and all -> all with random splits (what
     multi-step decoding needs)."""
     big, half = 1000.0, 0.5
@@ -410,7 +397,7 @@ def demo_mixture(settings: DemoSettings, names: dict[str, str], weights=MIXTURE_
         "description": "Synthetic-scenes demo: RGB -> all, caption -> RGB, all -> all.",
         "input_tokens": settings.input_tokens,
         "target_tokens": settings.target_tokens,
-        "sampling_weights": list(weights),
+        "sampling_weights": list(MIXTURE_WEIGHTS),
         "alphas_mixture": entries,
     }
 

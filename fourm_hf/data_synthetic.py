@@ -18,8 +18,9 @@ Coordinates: camera frame, x right, y down, z forward (depth = z); normals are u
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,16 +278,47 @@ def generate_scenes(start: int, count: int, seed: int = 0, height: int = 224, wi
         yield {"scene_id": scene_id, **render_scene((seed, scene_id), height, width)}
 
 
+def _scene_shards(
+    starts: list[int], counts: list[int], seed: int, height: int, width: int, columns: tuple[str, ...] | None
+) -> Iterator[dict]:
+    """`generate_scenes` over one or more `(start, count)` ranges (one per process), keeping `columns` (all if None)."""
+    for start, count in zip(starts, counts, strict=True):
+        for scene in generate_scenes(start, count, seed, height, width):
+            yield scene if columns is None else {name: scene[name] for name in columns}
+
+
 def synthetic_scenes_dataset(
-    num_scenes: int, height: int = 224, width: int = 224, seed: int = 0, start: int = 0, cache_dir: str | None = None
+    num_scenes: int,
+    height: int = 224,
+    width: int = 224,
+    seed: int = 0,
+    start: int = 0,
+    cache_dir: str | None = None,
+    columns: Sequence[str] | None = None,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """A `datasets.Dataset` of `num_scenes` scenes, written to (and reused from) the datasets cache."""
+    """A `datasets.Dataset` of scenes `start, ..., start + num_scenes - 1`, written to (and reused from) the datasets
+    cache. `columns` keeps only those columns (e.g. without `normal`, the largest); `num_proc` renders in that many
+    processes, each a contiguous range of scenes, so the rows are the same and in the same order as with one."""
+    features = synthetic_features(height, width)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(features))
+        if unknown:
+            raise ValueError(f"Unknown synthetic scene columns {unknown}; the columns are {sorted(features)}.")
+        features = datasets.Features({name: features[name] for name in columns})
+    shards = max(1, min(num_proc or 1, num_scenes))
+    bounds = [start + num_scenes * i // shards for i in range(shards + 1)]
     return datasets.Dataset.from_generator(
-        generate_scenes,
-        features=synthetic_features(height, width),
-        gen_kwargs={"start": start, "count": num_scenes, "seed": seed, "height": height, "width": width},
+        _scene_shards,
+        features=features,
+        gen_kwargs={
+            "starts": bounds[:-1],
+            "counts": [b - a for a, b in itertools.pairwise(bounds)],
+            "seed": seed, "height": height, "width": width, "columns": None if columns is None else tuple(columns),  # lists are sharded; a tuple is not
+        },
         cache_dir=cache_dir,
-    )
+        num_proc=shards if shards > 1 else None,
+    )  # fmt: skip
 
 
 class SyntheticScenesConfig(datasets.BuilderConfig):

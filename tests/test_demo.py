@@ -1,15 +1,14 @@
 """examples/demo.py: the metric helpers on hand-made cases, the command line, and a reduced end-to-end smoke run
 (tiny data, tokenizers and 4M, a few steps; the full `--quick` demo is too long for CI)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import imported_script
 from PIL import Image
 
 from fourm_hf import FourMForMaskedModeling, FourMProcessor, FourMVQVAE
@@ -25,12 +24,8 @@ SMOKE_ARGS = [
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("fourm_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fourm_demo"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["fourm_demo"]
+    with imported_script(DEMO, "fourm_demo") as module:
+        yield module
 
 
 def test_objects_in_caption(demo):
@@ -117,15 +112,6 @@ def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
     assert rows[1]["name"] == "b"
     with pytest.raises(ValueError, match=r"one length, got lengths \[2, 3\]"):
         demo.InMemoryRows({"a": np.zeros(2), "b": np.zeros(3)})
-
-
-def test_scenes_rendered_in_two_processes_equal_the_scene_generator(demo, tmp_path):
-    scenes = demo.scenes_dataset(30, 201, 32, seed=3, cache_dir=str(tmp_path), num_proc=2)
-    reference = list(demo.generate_scenes(30, 201, 3, 32, 32))
-    assert scenes["caption"] == [r["caption"] for r in reference]
-    for index in (0, 100, 200):  # both shards, in order
-        np.testing.assert_array_equal(np.asarray(scenes[index]["rgb"]), reference[index]["rgb"])
-        np.testing.assert_array_equal(np.asarray(scenes[index]["semseg"]), reference[index]["semseg"])
 
 
 def test_command_line_presets_and_overrides(demo):

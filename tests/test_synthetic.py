@@ -16,6 +16,7 @@ from fourm_hf.data_synthetic import (
     WALL_Z,
     SyntheticScenes,
     camera_rays,
+    generate_scenes,
     render_scene,
     synthetic_scenes_dataset,
 )
@@ -117,6 +118,24 @@ def test_boxes_are_tight_around_their_class_pixels_and_caption_lists_them(seed):
     for shape in ("sphere", "cube", "cylinder"):
         assert caption.count(f" {shape}") == sum(i["class_name"] == shape for i in instances), caption
     assert caption.endswith(" on a gray floor.")
+
+
+def test_scenes_rendered_in_two_processes_equal_the_scene_generator(tmp_path):
+    columns = ("rgb", "semseg", "caption")
+    scenes = synthetic_scenes_dataset(
+        201, 32, 32, seed=3, start=30, cache_dir=str(tmp_path), columns=columns, num_proc=2
+    )  # fmt: skip
+    assert scenes.column_names == list(columns)
+    reference = list(generate_scenes(30, 201, 3, 32, 32))
+    assert scenes["caption"] == [r["caption"] for r in reference]
+    for index in (0, 100, 200):  # both shards, in order
+        np.testing.assert_array_equal(np.asarray(scenes[index]["rgb"]), reference[index]["rgb"])
+        np.testing.assert_array_equal(np.asarray(scenes[index]["semseg"]), reference[index]["semseg"])
+
+
+def test_synthetic_scenes_dataset_rejects_unknown_columns(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown synthetic scene columns \['normals'\]; the columns are"):
+        synthetic_scenes_dataset(2, 32, 32, cache_dir=str(tmp_path), columns=["rgb", "normals"])
 
 
 def test_builder_and_generator_datasets_match_render_scene(tmp_path):
