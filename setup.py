@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["fourm_hf", "fourm_hf.*"]),
-    package_data={"fourm_hf": ["mixtures/*.json"]},
+    package_data={"fourm_hf": ["data/mixtures/*.json"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",

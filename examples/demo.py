@@ -2,13 +2,13 @@
 
 The whole pipeline of the 4M paper, shrunk to run on a laptop CPU:
 
-1. Data: ray-cast synthetic scenes (`fourm_hf.data_synthetic`) at 64x64 with aligned RGB, depth, semantic
+1. Data: ray-cast synthetic scenes (`fourm_hf.data.synthetic`) at 64x64 with aligned RGB, depth, semantic
    segmentation (floor, wall, sphere, cube, cylinder), a caption and object boxes. The evaluation scenes are held out
    (scene ids after the training ones).
 2. Tokenizers: a WordPiece text tokenizer with the released special-token layout (`FourMTokenizer.train_new`) for
    captions and boxes, and three tiny ViT VQ-VAEs (`FourMVQVAE`, patch 8, an 8x8 token grid) for RGB, depth
    (4M's per-image standardised depth) and segmentation (class ids, cross-entropy), trained with `Trainer`.
-3. Pre-tokenisation of the training scenes (`fourm_hf.pretokenization.pretokenize`).
+3. Pre-tokenisation of the training scenes (`fourm_hf.data.pretokenization.pretokenize`).
 4. A small 4M trained with the multimodal masking collator and the official recipe (`training/pretrain.py`) on a
    mixture of RGB -> all, caption -> RGB and all -> all masking.
 5. Everything is saved with `save_pretrained` (model, and a `FourMProcessor` holding the text tokenizer and the
@@ -68,11 +68,11 @@ from fourm_hf import (
     plot_modalities,
     register_modality,
 )
-from fourm_hf.data_synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
-from fourm_hf.metrics_fourm import mean_iou
-from fourm_hf.pretokenization import ImageColumn, TextColumn, pretokenize
-from fourm_hf.serialization_fourm import boxes_to_text
-from fourm_hf.visualization_fourm import colorize_semseg
+from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
+from fourm_hf.evaluation.metrics import mean_iou
+from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
+from fourm_hf.data.serialization import boxes_to_text
+from fourm_hf.evaluation.visualization import colorize_semseg
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 IMAGE_MODALITIES = ("rgb", "depth", "semseg")  # tokenised image modalities, as `tok_<name>@<size>`

@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from transformers import Trainer, TrainingArguments, set_seed
 
 from fourm_hf import FourMConfig, FourMForImageClassification, register_modality
-from fourm_hf.metrics_fourm import classification_compute_metrics
+from fourm_hf.evaluation.metrics import classification_compute_metrics
 
 IMAGE_SIZE = 32
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -15,44 +15,44 @@ from transformers import (
     AutoTokenizer,
 )
 
-from .configuration_fourm import FourMConfig
-from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .generation_fourm import (
+from .models.fourm.configuration_fourm import FourMConfig
+from .models.fourm_vq.configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .generation.utils import (
     FourMGenerationConfig,
     FourMGenerationMixin,
     FourMTargetSchedule,
     generate_with_super_resolution,
 )
-from .image_processing_fourm import FourMImageProcessor
-from .masking_fourm import (
+from .models.fourm.image_processing_fourm import FourMImageProcessor
+from .data.masking import (
     FourMMaskingCollator,
     MaskingMixture,
     SeededMaskingDataset,
     available_mixtures,
     load_mixture,
 )
-from .modalities import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
-from .modeling_fourm import (
+from .modalities.registry import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
+from .models.fourm.modeling_fourm import (
     FourMEncoderModel,
     FourMEncoderOutput,
     FourMForMaskedModeling,
     FourMMaskedModelingOutput,
     FourMPreTrainedModel,
 )
-from .modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
-from .modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
-from .scheduling_fourm import FourMDDIMScheduler, FourMDDPMScheduler
-from .tokenizer_presets import TOKENIZER_PRESETS, TokenizerPreset, get_tokenizer_preset, load_tokenizer
-from .modeling_fourm_tasks import (
+from .models.fourm_vq.modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
+from .models.fourm_vq.modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
+from .models.fourm_vq.scheduling_fourm_divae import FourMDDIMScheduler, FourMDDPMScheduler
+from .models.fourm_vq.presets import TOKENIZER_PRESETS, TokenizerPreset, get_tokenizer_preset, load_tokenizer
+from .models.fourm.modeling_fourm_tasks import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
     FourMForImageClassification,
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
-from .processing_fourm import FourMProcessor
-from .tokenization_fourm import FourMTokenizer
-from .visualization_fourm import plot_modalities
+from .models.fourm.processing_fourm import FourMProcessor
+from .models.fourm.tokenization_fourm import FourMTokenizer
+from .evaluation.visualization import plot_modalities
 
 __version__ = "0.1.0"
 

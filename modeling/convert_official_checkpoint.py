@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import FourMForMaskedModeling
-from fourm_hf.official_checkpoint import read_official_checkpoint
+from fourm_hf.conversion.official_fourm import read_official_checkpoint
 
 CARD = """---
 {card_data}

@@ -4,7 +4,7 @@
 
 SRC: an official Hub-layout directory or repo id (config.json + model.safetensors, e.g.
 EPFL-VILAB/4M_tokenizers_semseg_4k_224-448), a bare official .safetensors file, or a preset name from
-fourm_hf.tokenizer_presets (e.g. "rgb"). DST: output directory (config.json, model.safetensors, README.md).
+fourm_hf.models.fourm_vq.presets (e.g. "rgb"). DST: output directory (config.json, model.safetensors, README.md).
 """
 
 import argparse
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from fourm_hf.official_tokenizer_checkpoint import read_official_tokenizer
-from fourm_hf.tokenizer_presets import TOKENIZER_PRESETS, load_tokenizer
+from fourm_hf.conversion.official_vq import read_official_tokenizer
+from fourm_hf.models.fourm_vq.presets import TOKENIZER_PRESETS, load_tokenizer
 
 CARD = """---
 {card_data}

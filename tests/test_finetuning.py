@@ -30,9 +30,9 @@ from fourm_hf import (
     layer_decay_param_groups,
     register_modality,
 )
-from fourm_hf.metrics_fourm import argmax_logits_for_metrics, depth_compute_metrics, segmentation_compute_metrics
-from fourm_hf.modeling_fourm_tasks import encoder_layer_id
-from fourm_hf.official_checkpoint import rename_official_key
+from fourm_hf.evaluation.metrics import argmax_logits_for_metrics, depth_compute_metrics, segmentation_compute_metrics
+from fourm_hf.models.fourm.modeling_fourm_tasks import encoder_layer_id
+from fourm_hf.conversion.official_fourm import rename_official_key
 
 FINETUNE_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "finetune.py"
 

@@ -1,4 +1,4 @@
-"""Chained generation (`fourm_hf.generation_fourm`): schedules, processors, the official generation cases, KV cache,
+"""Chained generation (`fourm_hf.generation.utils`): schedules, processors, the official generation cases, KV cache,
 guidance, seeds, schemes, recipes and errors. Speed is measured in benchmarks/bench_generation.py, not here."""
 
 import math
@@ -16,7 +16,7 @@ from fourm_hf import (
     generate_with_super_resolution,
     get_modality,
 )
-from fourm_hf import generation_fourm as gen
+from fourm_hf.generation import utils as gen
 
 S1, S2, EOS, PAD = 5, 6, 3, 0  # [S_1], [S_2], [EOS], [PAD] in the released WordPiece tokenizer
 TEXT = gen._TextIds(pad=PAD, first_sentinel=4, num_sentinels=200)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
-from fourm_hf.masking_fourm import (
+from fourm_hf.data.masking import (
     FourMMaskingCollator,
     MaskingMixture,
     SeededMaskingDataset,
@@ -15,8 +15,8 @@ from fourm_hf.masking_fourm import (
     load_mixture,
     split_masked_sequence,
 )
-from fourm_hf.modalities import get_modality
-from fourm_hf.serialization_fourm import merge_spans
+from fourm_hf.modalities.registry import get_modality
+from fourm_hf.data.serialization import merge_spans
 
 PAD, EOS = 0, 3
 SENTINELS = list(range(4, 204))  # [S_k] = 4 + k, as in the official vocabulary
@@ -81,7 +81,7 @@ def make_pool(modalities, size=48, seed=0, long_sequences=True, config=None):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Independent simulation of the official UnifiedMasking (apple/ml-4m fourm/data/masking.py), written from the spec:
-# plain loops, its own generator, nothing shared with fourm_hf.masking_fourm. Returns, per sample and modality, the
+# plain loops, its own generator, nothing shared with fourm_hf.data.masking. Returns, per sample and modality, the
 # number of input and target tokens.
 
 

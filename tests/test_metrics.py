@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from fourm_hf.metrics_fourm import (
+from fourm_hf.evaluation.metrics import (
     Accuracy,
     DepthEstimationMetrics,
     MeanIoU,

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 import fourm_hf
 from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get_modality, register_modality
-from fourm_hf.modeling_fourm import default_decoder_attention_mask
+from fourm_hf.models.fourm.modeling_fourm import default_decoder_attention_mask
 
 
 def make_batch(config: FourMConfig, batch: int = 2, seed: int = 0) -> dict:

@@ -14,11 +14,11 @@ from transformers import TrainerCallback
 
 from conftest import case_modalities, official_case
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMImageProcessor, FourMTokenizer
-from fourm_hf.data_synthetic import synthetic_scenes_dataset
-from fourm_hf.masking_fourm import FourMMaskingCollator, MaskingMixture
-from fourm_hf.official_checkpoint import rename_official_key
-from fourm_hf.pretokenization import ImageColumn, TextColumn, crop_settings, pretokenize
-from fourm_hf.serialization_fourm import text_to_boxes
+from fourm_hf.data.synthetic import synthetic_scenes_dataset
+from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture
+from fourm_hf.conversion.official_fourm import rename_official_key
+from fourm_hf.data.pretokenization import ImageColumn, TextColumn, crop_settings, pretokenize
+from fourm_hf.data.serialization import text_to_boxes
 from training.pretrain import FourMPretrainer, FourMPretrainingArguments, no_weight_decay_names, run_pretraining
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "training" / "accelerate_configs"

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fourm_hf.serialization_fourm import (
+from fourm_hf.data.serialization import (
     METADATA_FIELDS,
     POSE_BLOCKS,
     HumanPose,
@@ -24,7 +24,7 @@ from fourm_hf.serialization_fourm import (
     text_to_poses,
     text_to_sam_instances,
 )
-from fourm_hf.tokenization_fourm import COCO_CLASSES
+from fourm_hf.models.fourm.tokenization_fourm import COCO_CLASSES
 
 STEP = 1 / 999  # one coordinate bin
 settings.register_profile("fourm", max_examples=60, deadline=None)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fourm_hf.data_synthetic import (
+from fourm_hf.data.synthetic import (
     AMBIENT,
     COLORS,
     FLOOR_ALBEDO,

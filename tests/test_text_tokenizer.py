@@ -5,7 +5,7 @@ import re
 import pytest
 from conftest import OFFICIAL_4M, PARITY_CASES, official_case
 
-from fourm_hf.tokenization_fourm import COCO_CLASSES, FourMTokenizer
+from fourm_hf.models.fourm.tokenization_fourm import COCO_CLASSES, FourMTokenizer
 
 OFFICIAL_JSON = OFFICIAL_4M / "text_tokenizer_4m_wordpiece_30k.json"
 TEXT_MODALITIES = ("caption", "det", "metadata", "color_palette")

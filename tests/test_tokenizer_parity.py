@@ -103,7 +103,7 @@ def test_wrong_class_for_checkpoint_is_refused(official_dir):
 
 
 def test_every_official_key_is_mapped(official_dir):
-    from fourm_hf.official_tokenizer_checkpoint import rename_official_tokenizer_key
+    from fourm_hf.conversion.official_vq import rename_official_tokenizer_key
 
     for name in CASES:
         official_keys = set(_info(name)["keys_shapes"]) - {"quantize._codebook.initted"}
@@ -134,7 +134,7 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
 
 
 def test_conversion_names_missing_and_mis_shaped_tensors():
-    from fourm_hf.official_tokenizer_checkpoint import (
+    from fourm_hf.conversion.official_vq import (
         config_from_official,
         convert_official_tokenizer_state_dict,
     )

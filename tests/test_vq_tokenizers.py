@@ -17,14 +17,14 @@ from fourm_hf import (
     FourMVQVAE,
     FourMVQVAEConfig,
 )
-from fourm_hf.configuration_fourm_vq import RECONSTRUCTION_LOSSES
-from fourm_hf.modeling_fourm_vq import (
+from fourm_hf.models.fourm_vq.configuration_fourm_vq import RECONSTRUCTION_LOSSES
+from fourm_hf.models.fourm_vq.modeling_fourm_vq import (
     RECONSTRUCTION_LOSS_FUNCTIONS,
     FourMVQVAECosineQuantizer,
     resize_position_table,
     sincos_position_table,
 )
-from fourm_hf.scheduling_fourm import make_alphas_cumprod
+from fourm_hf.models.fourm_vq.scheduling_fourm_divae import make_alphas_cumprod
 
 TINY_VIT = dict(
     image_size=32, patch_size=8, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
@@ -518,8 +518,8 @@ def test_feature_losses():
 
 
 def test_one_preset_per_released_tokenizer():
-    from fourm_hf.modalities import MODALITIES
-    from fourm_hf.tokenizer_presets import TOKENIZER_PRESETS, get_tokenizer_preset
+    from fourm_hf.modalities.registry import MODALITIES
+    from fourm_hf.models.fourm_vq.presets import TOKENIZER_PRESETS, get_tokenizer_preset
 
     assert len(TOKENIZER_PRESETS) == 12
     assert len({p.hub_id for p in TOKENIZER_PRESETS.values()}) == 12
@@ -538,7 +538,7 @@ def test_one_preset_per_released_tokenizer():
 
 
 def test_load_tokenizer_from_a_local_directory(tmp_path):
-    from fourm_hf.tokenizer_presets import load_tokenizer
+    from fourm_hf.models.fourm_vq.presets import load_tokenizer
 
     tiny_memcodes().save_pretrained(tmp_path)
     assert isinstance(load_tokenizer(str(tmp_path)), FourMVQVAE)

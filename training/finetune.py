@@ -36,13 +36,13 @@ from fourm_hf import (
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
-from fourm_hf.metrics_fourm import (
+from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
     depth_compute_metrics,
     segmentation_compute_metrics,
 )
-from fourm_hf.modalities import PIXELS
+from fourm_hf.modalities.registry import PIXELS
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ LayerNorm parameters and biases; learning rate `base_learning_rate x total batch
 cosine decay to `min_base_learning_rate x total batch / 256`; length and warm-up given in tokens (encoder + decoder
 budget per sample x total batch per optimizer step); no gradient clipping; the 'mod' loss (mean of per-modality
 losses), each per-modality loss logged as `<modality>_loss`. Batches come from [`FourMMaskingCollator`] on a
-pre-tokenised dataset (see `fourm_hf.pretokenization`); masks are seeded per sample, so a run resumed from a
+pre-tokenised dataset (see `fourm_hf.data.pretokenization`); masks are seeded per sample, so a run resumed from a
 checkpoint continues exactly as if it had never stopped.
 
     python training/pretrain.py --train_dataset path/to/pretokenized --config_name config.json \
@@ -36,7 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
-from fourm_hf.masking_fourm import FourMMaskingCollator, SeededMaskingDataset, load_mixture
+from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 
 logger = logging.get_logger(__name__)
 

@@ -34,7 +34,7 @@ from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMVQVAE, FourMVQVAEConfig
-from fourm_hf.tokenizer_presets import load_tokenizer
+from fourm_hf.models.fourm_vq.presets import load_tokenizer
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 

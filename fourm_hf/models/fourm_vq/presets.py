@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .modalities import MODALITIES
+from ...modalities.registry import MODALITIES
 
 HUB_PREFIX = "EPFL-VILAB/4M_tokenizers_"
 

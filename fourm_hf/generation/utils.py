@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import logging
 
-from .modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
-from .official_checkpoint import hub_kwargs
+from ..modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
+from ..conversion.official_fourm import hub_kwargs
 
 if TYPE_CHECKING:
-    from .configuration_fourm import FourMConfig
+    from ..models.fourm.configuration_fourm import FourMConfig
 
 logger = logging.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .modeling_fourm import eager_attention_forward
+from ..fourm.modeling_fourm import eager_attention_forward
 
 logger = logging.get_logger(__name__)
 
@@ -515,8 +515,8 @@ class FourMVQPreTrainedModel(PreTrainedModel):
         """Load a native checkpoint, or an official apple/ml-4m tokenizer (Hub-layout directory or repo id with
         `config.json` + `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), which is
         converted on load. Called on `FourMVQPreTrainedModel`, it returns the class the checkpoint holds."""
-        from .official_checkpoint import hub_kwargs
-        from .official_tokenizer_checkpoint import load_official_tokenizer
+        from ...conversion.official_fourm import hub_kwargs
+        from ...conversion.official_vq import load_official_tokenizer
 
         if pretrained_model_name_or_path is None or "state_dict" in kwargs or "config" in kwargs:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)

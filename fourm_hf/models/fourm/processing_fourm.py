@@ -31,8 +31,8 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
 from .image_processing_fourm import FourMImageProcessor
-from .modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
-from .serialization_fourm import (
+from ...modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
+from ...data.serialization import (
     boxes_to_text,
     merge_spans,
     metadata_to_text,

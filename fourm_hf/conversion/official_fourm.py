@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers.utils import cached_file, logging
 
-from .configuration_fourm import FourMConfig
+from ..models.fourm.configuration_fourm import FourMConfig
 
 logger = logging.get_logger(__name__)
 
@@ -66,7 +66,7 @@ def parse_official_metadata(metadata: dict[str, str]) -> dict[str, Any]:
 
 def expected_state_shapes(config: FourMConfig) -> dict[str, torch.Size]:
     """Every tensor a full fourm_hf model of this config holds, with its shape (built on the meta device)."""
-    from .modeling_fourm import FourMForMaskedModeling
+    from ..models.fourm.modeling_fourm import FourMForMaskedModeling
 
     with torch.device("meta"):
         model = FourMForMaskedModeling(config)

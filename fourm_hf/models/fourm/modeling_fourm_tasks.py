@@ -27,9 +27,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
 
 from .configuration_fourm import FourMConfig
-from .modalities import PIXELS
+from ...modalities.registry import PIXELS
 from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
-from .official_checkpoint import hub_kwargs, load_official_checkpoint
+from ...conversion.official_fourm import hub_kwargs, load_official_checkpoint
 
 TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "head_hidden_size": 256,

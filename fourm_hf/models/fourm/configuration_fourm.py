@@ -7,7 +7,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .modalities import MODALITIES, ModalityInfo, get_modality
+from ...modalities.registry import MODALITIES, ModalityInfo, get_modality
 
 FOURM7_INPUTS = (
     "rgb@224", "tok_rgb@224", "tok_depth@224", "tok_semseg@224", "tok_normal@224", "tok_clip@224", "caption", "det",

@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import Dataset
 from transformers.utils import logging
 
-from .configuration_fourm import FourMConfig
-from .modalities import PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
-from .serialization_fourm import mask_spans
+from ..models.fourm.configuration_fourm import FourMConfig
+from ..modalities.registry import PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
+from .serialization import mask_spans
 
 logger = logging.get_logger(__name__)
 

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 from transformers.utils import logging
 
-from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .official_checkpoint import hub_kwargs, read_official_files
+from ..models.fourm_vq.configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .official_fourm import hub_kwargs, read_official_files
 
 logger = logging.get_logger(__name__)
 
@@ -207,7 +207,7 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
 
 def expected_state_shapes(config: FourMVQConfig) -> dict[str, torch.Size]:
     """Every tensor a fourm_hf tokenizer of this config holds, with its shape (built on the meta device)."""
-    from .modeling_fourm_vq import FourMVQPreTrainedModel
+    from ..models.fourm_vq.modeling_fourm_vq import FourMVQPreTrainedModel
 
     model_class = FourMVQPreTrainedModel._class_for_config(config, "config")
     with torch.device("meta"):

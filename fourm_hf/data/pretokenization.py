@@ -30,9 +30,9 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
-from .image_processing_fourm import FourMImageProcessor
-from .modalities import get_modality
-from .serialization_fourm import NUM_BINS, boxes_to_text
+from ..models.fourm.image_processing_fourm import FourMImageProcessor
+from ..modalities.registry import get_modality
+from .serialization import NUM_BINS, boxes_to_text
 
 logger = logging.get_logger(__name__)
 

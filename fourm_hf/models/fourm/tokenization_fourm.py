@@ -19,7 +19,7 @@ from tokenizers.models import WordPiece
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging
 
-from .serialization_fourm import merge_spans
+from ...data.serialization import merge_spans
 
 logger = logging.get_logger(__name__)
 

@@ -19,9 +19,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig
-from .modeling_fourm import eager_attention_forward
+from ..fourm.modeling_fourm import eager_attention_forward
 from .modeling_fourm_vq import RECONSTRUCTION_LOSS_FUNCTIONS, FourMVQPreTrainedModel
-from .scheduling_fourm import SCHEDULER_CLASSES, FourMNoiseScheduler
+from .scheduling_fourm_divae import SCHEDULER_CLASSES, FourMNoiseScheduler
 
 logger = logging.get_logger(__name__)
 

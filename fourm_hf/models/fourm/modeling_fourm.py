@@ -24,8 +24,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm import FourMConfig
-from .generation_fourm import FourMGenerationConfig, FourMGenerationMixin
-from .modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, SEQUENCE_POSITIONS, ModalityInfo
+from ...generation.utils import FourMGenerationConfig, FourMGenerationMixin
+from ...modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, SEQUENCE_POSITIONS, ModalityInfo
 
 logger = logging.get_logger(__name__)
 
@@ -730,7 +730,7 @@ class FourMPreTrainedModel(PreTrainedModel):
         the config raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Task heads absent from
         the checkpoint start fresh.
         """
-        from .official_checkpoint import load_official_checkpoint
+        from ...conversion.official_fourm import load_official_checkpoint
 
         if pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
             official = load_official_checkpoint(pretrained_model_name_or_path, cls, kwargs)

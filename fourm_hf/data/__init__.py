@@ -1,0 +1,1 @@
+"""Data: multimodal masking, pre-tokenisation, sequence serialisation and synthetic scenes."""

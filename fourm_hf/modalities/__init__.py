@@ -1,0 +1,1 @@
+"""The modality registry: one spec per modality, one family description per family."""
