@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset
-from fourm_hf.modalities.registry import get_modality
+from fourm_hf.modalities import get_modality
 
 
 def random_sample(rng: np.random.Generator, modalities) -> dict:

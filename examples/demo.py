@@ -72,7 +72,7 @@ from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic
 from fourm_hf.evaluation.metrics import mean_iou
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 from fourm_hf.data.serialization import boxes_to_text
-from fourm_hf.evaluation.visualization import colorize_semseg
+from fourm_hf.evaluation.rendering import colorize_semseg
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 IMAGE_MODALITIES = ("rgb", "depth", "semseg")  # tokenised image modalities, as `tok_<name>@<size>`
@@ -711,10 +711,10 @@ def run_demo(settings: DemoSettings, output_dir: str | Path, keep_cache: bool = 
     processor.save_pretrained(output_dir / "processor")
 
     with timer("pre-tokenise the training scenes"):
-        image_columns = [ImageColumn("rgb", names["pixels"], "pixels")] + [
-            ImageColumn(m, names[m], m, tokenizer=vq_models[names[m]]) for m in IMAGE_MODALITIES
+        image_columns = [ImageColumn("rgb", names["pixels"])] + [
+            ImageColumn(m, names[m], tokenizer=vq_models[names[m]]) for m in IMAGE_MODALITIES
         ]
-        text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det", kind="det")]
+        text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det")]
         pretokenized = pretokenize(
             train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=image_processor,
             image_size=size, num_crops=1, seed=settings.seed, batch_size=256,

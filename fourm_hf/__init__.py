@@ -31,7 +31,16 @@ from .data.masking import (
     available_mixtures,
     load_mixture,
 )
-from .modalities.registry import MODALITIES, ModalityInfo, get_modality, modality_id, register_modality
+from .modalities import (
+    MODALITIES,
+    ModalityFamily,
+    ModalitySpec,
+    get_family,
+    get_modality,
+    modality_id,
+    register_family,
+    register_modality,
+)
 from .models.fourm.modeling_fourm import (
     FourMEncoderModel,
     FourMEncoderOutput,
@@ -42,7 +51,7 @@ from .models.fourm.modeling_fourm import (
 from .models.fourm_vq.modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
 from .models.fourm_vq.modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
 from .models.fourm_vq.scheduling_fourm_divae import FourMDDIMScheduler, FourMDDPMScheduler
-from .models.fourm_vq.presets import TOKENIZER_PRESETS, TokenizerPreset, get_tokenizer_preset, load_tokenizer
+from .models.fourm_vq.loading import load_tokenizer, load_vq_model
 from .models.fourm.modeling_fourm_tasks import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
@@ -57,7 +66,7 @@ from .evaluation.visualization import plot_modalities
 __version__ = "0.1.0"
 
 AutoConfig.register(FourMConfig.model_type, FourMConfig, exist_ok=True)
-AutoModel.register(FourMConfig, FourMForMaskedModeling, exist_ok=True)
+AutoModel.register(FourMConfig, FourMEncoderModel, exist_ok=True)
 AutoConfig.register(FourMVQVAEConfig.model_type, FourMVQVAEConfig, exist_ok=True)
 AutoConfig.register(FourMDiVAEConfig.model_type, FourMDiVAEConfig, exist_ok=True)
 AutoModel.register(FourMVQVAEConfig, FourMVQVAE, exist_ok=True)
@@ -73,7 +82,6 @@ AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
 __all__ = [
     "LORA_TARGET_MODULES",
     "MODALITIES",
-    "TOKENIZER_PRESETS",
     "MaskingMixture",
     "FourMConfig",
     "FourMDDIMScheduler",
@@ -102,17 +110,19 @@ __all__ = [
     "FourMVQVAE",
     "FourMVQVAEConfig",
     "FourMVQVAEOutput",
-    "ModalityInfo",
-    "TokenizerPreset",
+    "ModalityFamily",
+    "ModalitySpec",
     "SeededMaskingDataset",
     "available_mixtures",
     "generate_with_super_resolution",
+    "get_family",
     "get_modality",
-    "get_tokenizer_preset",
     "layer_decay_param_groups",
     "load_mixture",
     "load_tokenizer",
+    "load_vq_model",
     "modality_id",
     "plot_modalities",
+    "register_family",
     "register_modality",
 ]

@@ -4,7 +4,7 @@
 
 SRC: an official Hub-layout directory or repo id (config.json + model.safetensors, e.g.
 EPFL-VILAB/4M_tokenizers_semseg_4k_224-448), a bare official .safetensors file, or a preset name from
-fourm_hf.models.fourm_vq.presets (e.g. "rgb"). DST: output directory (config.json, model.safetensors, README.md).
+family with a released VQ model (e.g. "rgb", "tok_depth"). DST: output directory (config.json, model.safetensors, README.md).
 """
 
 import argparse
@@ -13,7 +13,8 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf.conversion.official_vq import read_official_tokenizer
-from fourm_hf.models.fourm_vq.presets import TOKENIZER_PRESETS, load_tokenizer
+from fourm_hf import load_vq_model
+from fourm_hf.modalities import FAMILIES, vq_model_id
 
 CARD = """---
 {card_data}
@@ -44,14 +45,15 @@ The fourm_hf code is Apache-2.0. The released 4M tokenizer weights carry their o
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="official directory, repo id, bare .safetensors file, or preset name")
+    parser.add_argument("source", help="official directory, repo id, bare .safetensors file, or a family with a released VQ model")
     parser.add_argument("destination", type=Path)
     args = parser.parse_args()
 
-    source = TOKENIZER_PRESETS[args.source].hub_id if args.source in TOKENIZER_PRESETS else args.source
+    named = args.source in FAMILIES or f"tok_{args.source}" in FAMILIES
+    source = vq_model_id(args.source) if named else args.source
     if read_official_tokenizer(source) is None:
         raise SystemExit(f"{source} is not an official 4M tokenizer (no official config found).")
-    model = load_tokenizer(source)
+    model = load_vq_model(source)
     model.save_pretrained(args.destination)
     config = model.config
     if config.encoder_type == "vit":

@@ -15,7 +15,7 @@ from fourm_hf.data.masking import (
     load_mixture,
     split_masked_sequence,
 )
-from fourm_hf.modalities.registry import get_modality
+from fourm_hf.modalities import get_modality
 from fourm_hf.data.serialization import merge_spans
 
 PAD, EOS = 0, 3

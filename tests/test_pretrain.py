@@ -261,11 +261,11 @@ def scenes(tmp_path_factory):
 
 def scene_columns(tokenizer):
     return [
-        ImageColumn("rgb", "tok_rgb@224", "rgb", tokenizer),
-        ImageColumn("depth", "tok_depth@224", "depth", tokenizer),
-        ImageColumn("normal", "tok_normal@224", "normal", tokenizer),
-        ImageColumn("semseg", "tok_semseg@224", "semseg", tokenizer),
-        ImageColumn("rgb", "rgb@224", "pixels"),
+        ImageColumn("rgb", "tok_rgb@224", tokenizer),
+        ImageColumn("depth", "tok_depth@224", tokenizer),
+        ImageColumn("normal", "tok_normal@224", tokenizer),
+        ImageColumn("semseg", "tok_semseg@224", tokenizer),
+        ImageColumn("rgb", "rgb@224"),
     ]
 
 
@@ -273,7 +273,7 @@ def test_pretokenized_crops_are_aligned_across_modalities(scenes, tmp_path):
     dataset, text_tokenizer, _ = scenes
     tokenizer = PatchMeanTokenizer()
     out = pretokenize(
-        dataset, scene_columns(tokenizer), [TextColumn("caption", "caption"), TextColumn("det", "det", "det")],
+        dataset, scene_columns(tokenizer), [TextColumn("caption", "caption"), TextColumn("det", "det")],
         text_tokenizer=text_tokenizer, num_crops=4, seed=3, batch_size=4, cache_dir=str(tmp_path),
     ).with_format("numpy")
     assert set(out.column_names) == {"scene_id", "objects", "crop_settings", "tok_rgb@224", "tok_depth@224",
@@ -325,7 +325,7 @@ def test_pretokenized_crops_are_aligned_across_modalities(scenes, tmp_path):
 
 def test_pretokenization_resumes_from_finished_shards(scenes, tmp_path):
     dataset, text_tokenizer, _ = scenes
-    columns = lambda tokenizer: [ImageColumn("depth", "tok_depth@224", "depth", tokenizer)]  # noqa: E731
+    columns = lambda tokenizer: [ImageColumn("depth", "tok_depth@224", tokenizer)]  # noqa: E731
     options = {"num_crops": 2, "batch_size": 1, "num_shards": 3, "fingerprint": "scenes-depth-v1"}
     calls = []
     with pytest.raises(RuntimeError, match="tokenizer crashed"):  # dies in the second shard
@@ -346,7 +346,7 @@ def test_pretokenization_resumes_from_finished_shards(scenes, tmp_path):
 def test_pretokenized_scenes_train_through_the_collator(scenes, tmp_path):
     dataset, text_tokenizer, _ = scenes
     out = pretokenize(
-        dataset, scene_columns(PatchMeanTokenizer()), [TextColumn("caption", "caption"), TextColumn("det", "det", "det")],
+        dataset, scene_columns(PatchMeanTokenizer()), [TextColumn("caption", "caption"), TextColumn("det", "det")],
         text_tokenizer=text_tokenizer, num_crops=2, cache_dir=str(tmp_path),
     ).with_format("numpy")
     names = ["rgb@224", "tok_rgb@224", "tok_depth@224", "tok_normal@224", "tok_semseg@224", "caption", "det"]
@@ -373,17 +373,23 @@ def test_crop_settings_and_pretokenization_errors(scenes):
     assert areas.min() >= 0.48 and areas.max() <= 1.0 and 0 < settings[1:, 4].sum() < 49
     tokenizer = PatchMeanTokenizer()
     with pytest.raises(ValueError, match=r"Columns \['nope'\] are not in the dataset"):
-        pretokenize(dataset, [ImageColumn("nope", "tok_rgb@224", "rgb", tokenizer)])
-    with pytest.raises(ValueError, match="kind must be one of"):
-        ImageColumn("rgb", "tok_rgb@224", "colour", tokenizer)
+        pretokenize(dataset, [ImageColumn("nope", "tok_rgb@224", tokenizer)])
+    with pytest.raises(ValueError, match="caption: an image column makes a pixel or image-token modality, not sequence"):
+        ImageColumn("rgb", "caption", tokenizer)
     with pytest.raises(ValueError, match="needs a tokenizer"):
-        ImageColumn("rgb", "tok_rgb@224", "rgb")
+        ImageColumn("rgb", "tok_rgb@224")
+    with pytest.raises(ValueError, match="rgb@224: a pixels column needs no tokenizer"):
+        ImageColumn("rgb", "rgb@224", tokenizer)
+    with pytest.raises(ValueError, match=r"image_size=64, but the image columns' modalities have the resolutions"):
+        pretokenize(dataset, [ImageColumn("rgb", "tok_rgb@224", tokenizer)], image_size=64)
+    with pytest.raises(ValueError, match="det: a text column makes a sequence modality|tok_depth@224: a text column"):
+        TextColumn("depth", "tok_depth@224")
     with pytest.raises(ValueError, match="Text columns need a `text_tokenizer`"):
         pretokenize(dataset, text_columns=[TextColumn("caption", "caption")])
     with pytest.raises(ValueError, match="tok_dinov2@224: the tokenizer gave 196 tokens per image, the modality has 256"):
-        pretokenize(dataset, [ImageColumn("depth", "tok_dinov2@224", "depth", tokenizer)])
+        pretokenize(dataset, [ImageColumn("depth", "tok_dinov2@224", tokenizer, preprocess_as="tok_depth")])
     misaligned = dataset.select(range(2)).map(lambda row: {"semseg": np.zeros((32, 32), np.uint8)},
                                               features=None).cast_column("semseg", datasets.Array2D((32, 32), "uint8"))
     with pytest.raises(ValueError, match=re.escape("image columns differ in size")):
-        pretokenize(misaligned, [ImageColumn("rgb", "tok_rgb@224", "rgb", tokenizer),
-                                 ImageColumn("semseg", "tok_semseg@224", "semseg", tokenizer)])
+        pretokenize(misaligned, [ImageColumn("rgb", "tok_rgb@224", tokenizer),
+                                 ImageColumn("semseg", "tok_semseg@224", tokenizer)])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import load_materializer
 
-from fourm_hf import FourMDDPMScheduler, FourMDiVAE, FourMVQPreTrainedModel, FourMVQVAE
+from fourm_hf import FourMDDPMScheduler, FourMDiVAE, FourMVQVAE, load_vq_model
 
 OFFICIAL_TOKENIZERS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_tokenizers"
 CASES = ("semseg_vqvae", "rgb_divae", "global_memcodes")
@@ -73,7 +73,7 @@ def test_global_memcodes(official_dir):
 
 def test_rgb_divae(official_dir):
     case = _case("rgb_divae")
-    model = FourMVQPreTrainedModel.from_pretrained(official_dir("rgb_divae"))  # dispatches on the checkpoint
+    model = load_vq_model(official_dir("rgb_divae"))  # dispatches on the checkpoint
     assert isinstance(model, FourMDiVAE)
     config = model.config
     assert (config.prediction_type, config.beta_schedule, config.scheduler) == ("sample", "linear", "ddpm")
@@ -138,6 +138,7 @@ def test_conversion_names_missing_and_mis_shaped_tensors():
         config_from_official,
         convert_official_tokenizer_state_dict,
     )
+    from fourm_hf.models.modeling_utils import meta_state_shapes
 
     _require_fixtures()
     info = _info("global_memcodes")
@@ -148,11 +149,11 @@ def test_conversion_names_missing_and_mis_shaped_tensors():
     state["quant_proj.weight"] = torch.ones(1000, 1024, 1, 1)
     message = r"missing: \['decoder.linear_out.bias'\][\s\S]*quant_proj.weight: checkpoint \(1000, 1024, 1, 1\)"
     with pytest.raises(ValueError, match=message):
-        convert_official_tokenizer_state_dict(state, config)
+        convert_official_tokenizer_state_dict(state, config, meta_state_shapes(FourMVQVAE, config))
 
 
 def test_preset_loads_the_official_hub_repo(official_dir, tmp_path):
-    """`load_tokenizer("semseg")` fetches the preset's Hub repo (a loopback mock serving the official layout) and
+    """`load_vq_model("semseg")` fetches the preset's Hub repo (a loopback mock serving the official layout) and
     converts it on load."""
     import textwrap
 
@@ -163,8 +164,8 @@ def test_preset_loads_the_official_hub_repo(official_dir, tmp_path):
     code = f"""
         import torch
         from safetensors.torch import load_file, save_file
-        from fourm_hf import load_tokenizer
-        model = load_tokenizer("semseg")
+        from fourm_hf import load_vq_model
+        model = load_vq_model("semseg")
         labels = load_file({str(OFFICIAL_TOKENIZERS / "semseg_vqvae" / "case.safetensors")!r})["input.labels"]
         save_file({{"tokens": model.encode(labels)}}, {str(tmp_path / "tokens.safetensors")!r})
     """

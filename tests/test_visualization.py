@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fourm_hf.evaluation.visualization import DEPTH_COLORS, SEMSEG_PALETTE, colorize_depth, pca_rgb, plot_modalities
+from fourm_hf.evaluation.rendering import DEPTH_COLORS, SEMSEG_PALETTE, colorize_depth, pca_rgb
+from fourm_hf.evaluation.visualization import plot_modalities
 
 TILE, TITLE = 224, 20
 

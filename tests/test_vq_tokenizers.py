@@ -13,9 +13,9 @@ from fourm_hf import (
     FourMDDPMScheduler,
     FourMDiVAE,
     FourMDiVAEConfig,
-    FourMVQPreTrainedModel,
     FourMVQVAE,
     FourMVQVAEConfig,
+    load_vq_model,
 )
 from fourm_hf.models.fourm_vq.configuration_fourm_vq import RECONSTRUCTION_LOSSES
 from fourm_hf.models.fourm_vq.modeling_fourm_vq import (
@@ -347,8 +347,8 @@ def test_save_and_reload(tmp_path):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         expected_ids, expected_out = model.encode(x), model.decode(model.encode(x))
-    for loader in (FourMVQVAE, AutoModel, FourMVQPreTrainedModel):
-        reloaded = loader.from_pretrained(tmp_path)
+    for load in (FourMVQVAE.from_pretrained, AutoModel.from_pretrained, load_vq_model):
+        reloaded = load(tmp_path)
         assert type(reloaded) is FourMVQVAE and not reloaded.training
         assert torch.equal(reloaded.quantize.cluster_size, model.quantize.cluster_size)
         with torch.no_grad():
@@ -417,7 +417,7 @@ def test_divae_training_step(prediction_type):
 def test_divae_save_and_reload(tmp_path):
     model = tiny_divae()
     model.save_pretrained(tmp_path)
-    reloaded = FourMVQPreTrainedModel.from_pretrained(tmp_path)
+    reloaded = load_vq_model(tmp_path)
     assert type(reloaded) is FourMDiVAE
     tokens = torch.randint(0, 16, (1, 4, 4))
     generator = torch.Generator()
@@ -517,31 +517,32 @@ def test_feature_losses():
     torch.testing.assert_close(bce, torch.tensor(math.log(2)))
 
 
-def test_one_preset_per_released_tokenizer():
-    from fourm_hf.modalities.registry import MODALITIES
-    from fourm_hf.models.fourm_vq.presets import TOKENIZER_PRESETS, get_tokenizer_preset
+def test_every_released_vq_model_is_named_by_its_family():
+    from fourm_hf.modalities import FAMILIES, MODALITIES, vq_model_id
 
-    assert len(TOKENIZER_PRESETS) == 12
-    assert len({p.hub_id for p in TOKENIZER_PRESETS.values()}) == 12
-    for preset in TOKENIZER_PRESETS.values():
-        assert preset.hub_id.startswith("EPFL-VILAB/4M_tokenizers_")
-        for modality in preset.modalities:
-            assert modality in MODALITIES
-            if MODALITIES[modality].kind == "image_tokens":
-                assert MODALITIES[modality].tokenizer == preset.hub_id
-                assert MODALITIES[modality].vocab_size == preset.codebook_size
-    assert get_tokenizer_preset("tok_depth@224").name == "depth"
-    assert get_tokenizer_preset("EPFL-VILAB/4M_tokenizers_semseg_4k_224-448").num_classes == 134
-    assert get_tokenizer_preset("rgb").model_class == "FourMDiVAE"
-    with pytest.raises(ValueError, match="No tokenizer preset for 'tok_flow@224'"):
-        get_tokenizer_preset("tok_flow@224")
+    hub_ids = {f.name: f.vq_model.hub_id for f in FAMILIES.values() if f.vq_model is not None}
+    assert len(set(hub_ids.values())) == 12  # the 12 released VQ models; canny and SAM edges share one
+    assert all(hub_id.startswith("EPFL-VILAB/4M_tokenizers_") for hub_id in hub_ids.values())
+    assert hub_ids["tok_canny_edge"] == hub_ids["tok_sam_edge"]
+    for name, spec in MODALITIES.items():  # every resolution of a family shares its VQ model
+        if spec.family.vq_model is not None:
+            assert vq_model_id(name) == hub_ids[spec.family.name]
+    assert vq_model_id("depth") == vq_model_id("tok_depth@448") == "EPFL-VILAB/4M_tokenizers_depth_8k_224-448"
+    assert FAMILIES["tok_rgb"].vq_model.model_class == "FourMDiVAE"
+    assert FAMILIES["tok_semseg"].vq_model.model_class == "FourMVQVAE"
+    with pytest.raises(ValueError, match="No released VQ model for 'tok_flow@224'"):
+        vq_model_id("tok_flow@224")
+    with pytest.raises(ValueError, match="No released VQ model for 'caption'"):
+        vq_model_id("caption")
 
 
-def test_load_tokenizer_from_a_local_directory(tmp_path):
-    from fourm_hf.models.fourm_vq.presets import load_tokenizer
+def test_load_vq_model_from_a_local_directory(tmp_path):
+    from fourm_hf import load_tokenizer, load_vq_model
 
     tiny_memcodes().save_pretrained(tmp_path)
-    assert isinstance(load_tokenizer(str(tmp_path)), FourMVQVAE)
+    assert isinstance(load_vq_model(str(tmp_path)), FourMVQVAE)
+    with pytest.warns(FutureWarning, match="renamed `load_vq_model`"):
+        assert isinstance(load_tokenizer(str(tmp_path)), FourMVQVAE)
 
 
 def test_half_precision_models_encode_and_decode():

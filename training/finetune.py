@@ -42,7 +42,7 @@ from fourm_hf.evaluation.metrics import (
     depth_compute_metrics,
     segmentation_compute_metrics,
 )
-from fourm_hf.modalities.registry import PIXELS
+from fourm_hf.modalities import PIXELS
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMVQVAE, FourMVQVAEConfig
-from fourm_hf.models.fourm_vq.presets import load_tokenizer
+from fourm_hf import load_vq_model
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -146,7 +146,7 @@ def build_model(args: TokenizerTrainingArguments, training_args: TrainingArgumen
         raise ValueError(f"--model must be one of {sorted(MODELS)}, got {args.model!r}.")
     model_class, config_class = MODELS[args.model]
     if args.init_from is not None:
-        model = load_tokenizer(args.init_from)
+        model = load_vq_model(args.init_from)
         if not isinstance(model, model_class):
             raise ValueError(f"--init_from {args.init_from} is a {type(model).__name__}, not a {model_class.__name__}.")
         return model

@@ -5,11 +5,13 @@ centre square without flip, the others random-resized crops (scale `(min_crop_sc
 flip with probability 1/2), as 4M's `save_vq_tokens.py` draws them. The same crops are applied to every image column
 of the row and to its boxes, so all modalities stay aligned:
 
-- image columns become token columns `(num_crops, h * w)` through a modality tokenizer (any object with
-  `encode(batch) -> ids`, e.g. [`FourMVQVAE`]; inputs are normalised by [`FourMImageProcessor`] as the released
-  tokenizers expect), or uint8 pixel crops `(num_crops, S, S, 3)` for 4M's RGB input;
-- text columns become token ids ending with `[EOS]`: plain text (captions), one sequence per crop for boxes (the det
-  format, serialised with `boxes_to_text`), or `{"chunks": [...]}` for chunk-masked modalities (metadata).
+- image columns become token columns `(num_crops, h * w)` through a VQ model (any object with `encode(batch) -> ids`,
+  e.g. [`FourMVQVAE`]; inputs are prepared by the modality family's `preprocess`, as the released VQ models expect),
+  or uint8 pixel crops `(num_crops, S, S, 3)` for a pixel modality (4M's RGB input); flipped crops go through the
+  family's `hflip` (which also negates the x component of normals);
+- text columns become token ids ending with `[EOS]`: text (strings, or samples written by the family's `serialize`),
+  one sequence per crop for families whose boxes follow the crops (det: serialised with `boxes_to_text`), or
+  `{"chunks": [...]}` for chunk-masked modalities (metadata).
 
 Crops are drawn from `(seed, row index)`, so the output does not depend on batching. With `num_shards > 1` each shard
 is cached in its own file: an interrupted run restarts where it stopped. The output is what
@@ -31,21 +33,12 @@ from PIL import Image
 from transformers.utils import logging
 
 from ..models.fourm.image_processing_fourm import FourMImageProcessor
-from ..modalities.registry import get_modality
+from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, ModalitySpec, get_family, get_modality
+from ..modalities.families import hflip_image
 from .serialization import NUM_BINS, boxes_to_text
 
 logger = logging.get_logger(__name__)
 
-# image kind -> (FourMImageProcessor method producing the tokenizer's input, its default arguments)
-IMAGE_KINDS = {
-    "rgb": ("preprocess_rgb", {"normalization": "tokenizer"}),  # [-1, 1], as the RGB tokenizer expects
-    "depth": ("preprocess_depth", {}),
-    "normal": ("preprocess_normals", {}),
-    "edge": ("preprocess_edges", {}),
-    "semseg": ("preprocess_semseg", {}),
-}
-PIXELS_KIND = "pixels"  # uint8 crops kept as pixels (the `rgb@224` encoder input)
-TEXT_KINDS = ("text", "det", "chunks")
 CROP_ASPECT = (3 / 4, 4 / 3)
 
 
@@ -55,29 +48,36 @@ class ImageColumn:
 
     Args:
         source (`str`): dataset column holding the images (PIL images or arrays, `(H, W)` or `(H, W, C)`).
-        modality (`str`): output column, a registered modality (e.g. `"tok_depth@224"`, `"rgb@224"`).
-        kind (`str`): `"rgb"`, `"depth"`, `"normal"`, `"edge"`, `"semseg"` (tokenised), or `"pixels"` (kept as uint8
-            crops for the RGB pixel input).
-        tokenizer (*optional*): object with `encode(batch: torch.Tensor) -> ids`, or a callable doing that; ids come
-            back as `(B, h, w)` or `(B, h * w)`. Required except for `"pixels"`.
-        processor_kwargs (`dict`, *optional*): arguments of the processor method; RGB is normalised to [-1, 1] (the
-            RGB tokenizer's input) unless e.g. `{"normalization": "imagenet"}` is given (a CLIP or DINOv2 teacher
-            followed by its feature tokenizer); `{"shifted": True}` for semseg maps already holding shifted ids.
+        modality (`str`): output column, a registered modality (e.g. `"tok_depth@224"`, `"rgb@224"`); its family
+            prepares the crops, at its resolution.
+        tokenizer (*optional*): the VQ model: an object with `encode(batch: torch.Tensor) -> ids`, or a callable doing
+            that; ids come back as `(B, h, w)` or `(B, h * w)`. Required for image-token modalities, not for pixels.
+        processor_kwargs (`dict`, *optional*): keyword arguments of the family's `preprocess`, e.g.
+            `{"shifted": True}` for semseg maps already holding shifted ids.
+        preprocess_as (`str`, *optional*): prepare the source as this family's input instead of the modality's own,
+            e.g. `"rgb"` (ImageNet-normalised RGB) when `tokenizer` is a feature teacher followed by its VQ model.
     """
 
     source: str
     modality: str
-    kind: str
     tokenizer: Any = None
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocess_as: str | None = None
 
     def __post_init__(self):
-        if self.kind not in IMAGE_KINDS and self.kind != PIXELS_KIND:
-            raise ValueError(
-                f"{self.modality}: kind must be one of {sorted(IMAGE_KINDS) + [PIXELS_KIND]}, got {self.kind!r}."
-            )
-        if (self.tokenizer is None) != (self.kind == PIXELS_KIND):
-            raise ValueError(f"{self.modality}: a {self.kind!r} column needs {'no' if self.kind == PIXELS_KIND else 'a'} tokenizer.")
+        spec = get_modality(self.modality)
+        if spec.kind not in (PIXELS, IMAGE_TOKENS):
+            raise ValueError(f"{self.modality}: an image column makes a pixel or image-token modality, not {spec.kind}.")
+        if (self.tokenizer is None) != (spec.kind == PIXELS):
+            need = "no tokenizer (pixels are kept)" if spec.kind == PIXELS else "a tokenizer (its VQ model)"
+            raise ValueError(f"{self.modality}: a {spec.kind} column needs {need}.")
+        family = get_family(self.preprocess_as) if self.preprocess_as else spec.family
+        if spec.kind == IMAGE_TOKENS:
+            family.function("preprocess")  # a clear error now rather than in the middle of the map
+
+    @property
+    def spec(self) -> ModalitySpec:
+        return get_modality(self.modality)
 
 
 @dataclass
@@ -86,26 +86,33 @@ class TextColumn:
 
     Args:
         source (`str`): dataset column.
-        modality (`str`): output column (e.g. `"caption"`, `"det"`, `"metadata"`).
-        kind (`str`, *optional*, defaults to `"text"`): `"text"` (a string, or `serializer(value)`), `"det"` (4M's det
-            format `{"instances": [{"boxes": [xmin, ymin, xmax, ymax], "class_name", "score"}]}`, coordinates in
-            [0, 1]; cropped per crop; coordinates binned with the text tokenizer's `num_value_bins`), or `"chunks"`
-            (`serializer(value)` returns a list of strings).
-        serializer (`Callable`, *optional*): value -> string (or list of strings for `"chunks"`).
+        modality (`str`): output column, a registered sequence modality (e.g. `"caption"`, `"det"`, `"metadata"`).
+            Samples are strings, or data that the family's `serialize` (or `serializer`) writes as text. For families
+            whose boxes follow the crops (`det`), a sample is 4M's det format `{"instances": [{"boxes": [xmin, ymin,
+            xmax, ymax], "class_name", "score"}]}`, coordinates in [0, 1], cropped per crop and binned with the text
+            tokenizer's `num_value_bins`.
+        serializer (`Callable`, *optional*): sample -> string (or list of strings with `chunks`), instead of the
+            family's own `serialize`.
+        chunks (`bool`, *optional*, defaults to `False`): `serializer` returns a list of strings, masked chunk-wise.
         min_score (`float`, *optional*, defaults to 0.6): det: boxes with a lower score are left out (as 4M does).
     """
 
     source: str
     modality: str
-    kind: str = "text"
     serializer: Callable[[Any], str | list[str]] | None = None
+    chunks: bool = False
     min_score: float = 0.6
 
     def __post_init__(self):
-        if self.kind not in TEXT_KINDS:
-            raise ValueError(f"{self.modality}: kind must be one of {TEXT_KINDS}, got {self.kind!r}.")
-        if self.kind == "chunks" and self.serializer is None:
-            raise ValueError(f"{self.modality}: a 'chunks' column needs a serializer returning a list of strings.")
+        spec = get_modality(self.modality)
+        if spec.kind != SEQUENCE:
+            raise ValueError(f"{self.modality}: a text column makes a sequence modality, not {spec.kind}.")
+        if self.chunks and self.serializer is None:
+            raise ValueError(f"{self.modality}: a chunked column needs a serializer returning a list of strings.")
+
+    @property
+    def follows_crops(self) -> bool:
+        return get_modality(self.modality).family.boxes_follow_crops
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -172,12 +179,11 @@ def _image_array(value: Any, column: str) -> np.ndarray:
 class _Pretokenizer:
     """Batched map function: crops, tokenises and serialises one batch of rows."""
 
-    def __init__(self, image_columns, text_columns, text_tokenizer, processor, image_size, num_crops, min_crop_scale, seed):
+    def __init__(self, image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed):
         self.image_columns = image_columns
         self.text_columns = text_columns
         self.text_tokenizer = text_tokenizer
         self.processor = processor
-        self.image_size = image_size
         self.num_crops = num_crops
         self.min_crop_scale = min_crop_scale
         self.seed = seed
@@ -202,7 +208,7 @@ class _Pretokenizer:
         for column in self.image_columns:
             crops = [arr[t : t + h, l : l + w] for arr, s in zip(images[column.source], settings) for t, l, h, w, _ in s]
             flips = np.array([f for s in settings for *_, f in s], dtype=bool)
-            if column.kind == PIXELS_KIND:
+            if column.spec.kind == PIXELS:
                 pixels = np.stack([self._resize_uint8(c, column) for c in crops])
                 pixels[flips] = pixels[flips, :, ::-1]
                 output[column.modality] = list(pixels.reshape(rows, self.num_crops, *pixels.shape[1:]))
@@ -215,16 +221,16 @@ class _Pretokenizer:
     def _resize_uint8(self, crop: np.ndarray, column: ImageColumn) -> np.ndarray:
         if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[-1] != 3:
             raise ValueError(f"{column.modality}: pixel crops are kept for uint8 RGB images, got {crop.dtype} {crop.shape}.")
-        size = (self.image_size, self.image_size)
+        size = (column.spec.image_size, column.spec.image_size)
         return np.asarray(Image.fromarray(crop).resize(size, resample=self.processor.resample))
 
     def _tokenize(self, column: ImageColumn, crops: list[np.ndarray], flips: np.ndarray) -> np.ndarray:
-        method, defaults = IMAGE_KINDS[column.kind]
-        kwargs = {**defaults, **column.processor_kwargs}
-        inputs = getattr(self.processor, method)(crops, size=self.image_size, **kwargs)  # (N, C, S, S) or (N, S, S)
-        inputs[flips] = inputs[flips][..., ::-1]
-        if column.kind == "normal":  # a horizontal flip mirrors the x component of the normals
-            inputs[flips, 0] *= -1
+        spec = column.spec
+        family = get_family(column.preprocess_as) if column.preprocess_as else spec.family
+        preprocess = family.function("preprocess")
+        inputs = preprocess(self.processor, crops, spec, **column.processor_kwargs)  # (N, C, S, S) or (N, S, S)
+        hflip = spec.family.function("hflip") if spec.family.has("hflip") else hflip_image
+        inputs[flips] = hflip(inputs[flips])
         tokenizer = column.tokenizer
         encode = getattr(tokenizer, "encode", tokenizer)
         parameter = next(tokenizer.parameters(), None) if isinstance(tokenizer, torch.nn.Module) else None
@@ -234,7 +240,7 @@ class _Pretokenizer:
         if not isinstance(ids, torch.Tensor):
             raise TypeError(f"{column.modality}: the tokenizer must return a tensor of ids, got {type(ids).__name__}.")
         ids = ids.reshape(len(crops), -1).cpu().numpy()
-        expected = get_modality(column.modality).num_tokens
+        expected = spec.num_tokens
         if ids.shape[1] != expected:
             raise ValueError(f"{column.modality}: the tokenizer gave {ids.shape[1]} tokens per image, the modality has {expected}.")
         return ids.astype(np.int32)
@@ -245,7 +251,7 @@ class _Pretokenizer:
         return [list(ids) for ids in self.text_tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
     def _serialize(self, column: TextColumn, values: list, settings: list, sizes: list) -> list:
-        if column.kind == "det":
+        if column.follows_crops:
             if any(s is None for s in settings):
                 raise ValueError(f"{column.modality}: boxes are cropped with the images; the dataset needs an image column.")
             bins = getattr(self.text_tokenizer, "num_value_bins", NUM_BINS)
@@ -256,10 +262,15 @@ class _Pretokenizer:
             ]
             ids = [seq + [self.text_tokenizer.eos_token_id] for seq in self._encode_texts(texts)]
             return [ids[r * self.num_crops : (r + 1) * self.num_crops] for r in range(len(values))]
-        serialized = [column.serializer(v) if column.serializer is not None else v for v in values]
-        if column.kind == "text":
+        family = get_modality(column.modality).family
+        serialize = column.serializer or (family.function("serialize") if family.has("serialize") else None)
+        serialized = [v if isinstance(v, str) and not column.chunks else serialize(v) if serialize else v for v in values]
+        if not column.chunks:
             if not all(isinstance(s, str) for s in serialized):
-                raise TypeError(f"{column.modality}: text columns hold strings (or need a serializer to make them).")
+                raise TypeError(
+                    f"{column.modality}: text columns hold strings (the family {family.name!r} has no serializer; "
+                    "give TextColumn(serializer=...))."
+                )
             return [seq + [self.text_tokenizer.eos_token_id] for seq in self._encode_texts(serialized)]
         # chunk-wise masking: one id list per chunk, [EOS] as a chunk of its own
         return [
@@ -267,18 +278,22 @@ class _Pretokenizer:
         ]
 
 
-def _output_features(dataset, image_columns, text_columns, num_crops, image_size, removed) -> datasets.Features:
+def _output_features(dataset, image_columns, text_columns, num_crops, removed) -> datasets.Features:
     features = {k: v for k, v in dataset.features.items() if k not in removed}
     ids = datasets.List(datasets.Value("int32"))
     if image_columns:
         features["crop_settings"] = datasets.Array2D((num_crops, 5), "int32")
     for column in image_columns:
-        if column.kind == PIXELS_KIND:
-            features[column.modality] = datasets.Array4D((num_crops, image_size, image_size, 3), "uint8")
+        spec = column.spec
+        if spec.kind == PIXELS:
+            features[column.modality] = datasets.Array4D((num_crops, spec.image_size, spec.image_size, 3), "uint8")
         else:
-            features[column.modality] = datasets.Array2D((num_crops, get_modality(column.modality).num_tokens), "int32")
+            features[column.modality] = datasets.Array2D((num_crops, spec.num_tokens), "int32")
     for column in text_columns:
-        features[column.modality] = {"det": datasets.List(ids), "chunks": {"chunks": datasets.List(ids)}}.get(column.kind, ids)
+        if column.follows_crops:
+            features[column.modality] = datasets.List(ids)
+        else:
+            features[column.modality] = {"chunks": datasets.List(ids)} if column.chunks else ids
     return datasets.Features(features)
 
 
@@ -289,7 +304,7 @@ def pretokenize(
     *,
     text_tokenizer: Any = None,
     image_processor: FourMImageProcessor | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     num_crops: int = 1,
     min_crop_scale: float = 0.8,
     seed: int = 0,
@@ -306,9 +321,10 @@ def pretokenize(
         image_columns (`Sequence[ImageColumn]`), text_columns (`Sequence[TextColumn]`): what to make.
         text_tokenizer (*optional*): a tokenizer called as `tokenizer(texts, add_special_tokens=False)` with an
             `eos_token_id` (e.g. [`FourMTokenizer`]); needed for text columns.
-        image_processor (`FourMImageProcessor`, *optional*): normalisation of tokenizer inputs; defaults to one that
-            resizes crops straight to `image_size` (no second centre crop).
-        image_size (`int`, *optional*, defaults to 224): side of the resized crops.
+        image_processor (`FourMImageProcessor`, *optional*): normalisation of VQ model inputs; defaults to one that
+            resizes crops straight to each modality's resolution (no second centre crop).
+        image_size (`int`, *optional*): side of the resized crops; each image column is resized to its modality's
+            resolution, so this only checks that they all have this one.
         num_crops (`int`, *optional*, defaults to 1): crops per row (crop 0 is the centre square).
         min_crop_scale (`float`, *optional*, defaults to 0.8): smallest area fraction of the random crops.
         seed (`int`, *optional*, defaults to 0): crops of row i are drawn from `(seed, i)`.
@@ -332,10 +348,14 @@ def pretokenize(
     outputs = [c.modality for c in image_columns + text_columns]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"Output columns must be distinct, got {outputs}.")
-    processor = image_processor or FourMImageProcessor(image_size=image_size, do_center_crop=False)
-    function = _Pretokenizer(image_columns, text_columns, text_tokenizer, processor, image_size, num_crops, min_crop_scale, seed)
+    sizes = {c.modality: c.spec.image_size for c in image_columns}
+    if image_size is not None and any(size != image_size for size in sizes.values()):
+        raise ValueError(f"image_size={image_size}, but the image columns' modalities have the resolutions {sizes}.")
+    default_size = image_size or next(iter(sizes.values()), 224)
+    processor = image_processor or FourMImageProcessor(image_size=default_size, do_center_crop=False)
+    function = _Pretokenizer(image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed)
     removed = set(outputs) | (set(sources) if remove_source_columns else set())
-    features = _output_features(dataset, image_columns, text_columns, num_crops, image_size, removed)
+    features = _output_features(dataset, image_columns, text_columns, num_crops, removed)
     if fingerprint is None:
         settings = [dataset._fingerprint, image_columns, text_columns, text_tokenizer, processor.to_dict(), image_size,
                     num_crops, min_crop_scale, seed, remove_source_columns]
@@ -371,4 +391,4 @@ def pretokenize(
     return datasets.concatenate_datasets(shards) if num_shards > 1 else shards[0]
 
 
-__all__ = ["IMAGE_KINDS", "ImageColumn", "TextColumn", "crop_boxes", "crop_settings", "pretokenize"]
+__all__ = ["ImageColumn", "TextColumn", "crop_boxes", "crop_settings", "pretokenize"]

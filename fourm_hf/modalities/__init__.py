@@ -1,1 +1,53 @@
-"""The modality registry: one spec per modality, one family description per family."""
+"""The modality registry: one spec per modality, one family description per family (see `docs/ARCHITECTURE.md`)."""
+
+from .registry import (
+    FAMILIES,
+    MODALITIES,
+    build_spec,
+    ensure_registered,
+    get_family,
+    get_modality,
+    register_family,
+    register_modality,
+    spec_from_dict,
+    vq_model_id,
+)
+from .spec import (
+    IMAGE_TOKENS,
+    MODALITY_KINDS,
+    PIXELS,
+    SEQUENCE,
+    SEQUENCE_EMBEDDING,
+    SEQUENCE_POSITIONS,
+    Modalities,
+    ModalityFamily,
+    ModalitySpec,
+    VQModelPreset,
+    family_name,
+    modality_id,
+)
+
+__all__ = [
+    "FAMILIES",
+    "IMAGE_TOKENS",
+    "MODALITIES",
+    "MODALITY_KINDS",
+    "PIXELS",
+    "SEQUENCE",
+    "SEQUENCE_EMBEDDING",
+    "SEQUENCE_POSITIONS",
+    "Modalities",
+    "ModalityFamily",
+    "ModalitySpec",
+    "VQModelPreset",
+    "build_spec",
+    "ensure_registered",
+    "family_name",
+    "get_family",
+    "get_modality",
+    "modality_id",
+    "register_family",
+    "register_modality",
+    "spec_from_dict",
+    "vq_model_id",
+]

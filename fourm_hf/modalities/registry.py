@@ -1,207 +1,175 @@
-"""The modality registry: one table describing every modality 4M knows.
+"""The modality registry: every modality 4M knows, by name, and the families they belong to.
 
-Each entry says what a modality *is* (raw pixels, a grid of image tokens, a token sequence, or a sequence of
-precomputed feature vectors), how big its vocabulary and token grid are, its official integer id, and which
-tokenizer turns it into tokens and back. Embeddings, masking, generation and decoding all read this table;
-adding a modality is one call to :func:`register_modality`.
+Embeddings, masking, pre-tokenisation, generation, decoding and plotting all read their per-modality knowledge from
+here. A new resolution of a known family is one call (`register_modality("tok_depth@512")`); a new family is one
+`register_family` call (or a `family=` argument) giving its codec, serialiser or renderer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-PIXELS = "pixels"
-IMAGE_TOKENS = "image_tokens"
-SEQUENCE = "sequence"
-SEQUENCE_EMBEDDING = "sequence_embedding"
-MODALITY_KINDS = (PIXELS, IMAGE_TOKENS, SEQUENCE, SEQUENCE_EMBEDDING)
+from transformers.utils import logging
 
-TEXT_VOCAB_SIZE = 30_000
-# Sequence position tables have 512 rows in every released checkpoint, whatever the modality's max length.
-SEQUENCE_POSITIONS = 512
-TEXT_TOKENIZER = "EPFL-VILAB/4M-21_B:text_tokenizer_4m_wordpiece_30k"
+from .families import BUILTIN_FAMILIES, BUILTIN_RESOLUTIONS
+from .spec import MODALITY_KINDS, ModalityFamily, ModalitySpec, family_name, resolution_of
 
+logger = logging.get_logger(__name__)
 
-def modality_id(name: str) -> int:
-    """The official integer id of a modality: sha256 of its name modulo 2**15."""
-    return int(hashlib.sha256(name.encode("utf-8")).hexdigest(), 16) % (2**15)
+FAMILIES: dict[str, ModalityFamily] = {}
+MODALITIES: dict[str, ModalitySpec] = {}
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(ModalitySpec)} - {"name", "kind", "family"}
 
 
-@dataclass(frozen=True)
-class ModalityInfo:
-    """Everything the model needs to know about one modality.
+def register_family(family: ModalityFamily, overwrite: bool = False) -> ModalityFamily:
+    """Add a modality family (its codec, serialiser, renderer, defaults...) and return it."""
+    if not isinstance(family, ModalityFamily):
+        raise TypeError(f"register_family takes a ModalityFamily, got {type(family).__name__}.")
+    known = FAMILIES.get(family.name)
+    if known is not None and known != family and not overwrite:
+        raise ValueError(f"Family {family.name!r} is already registered differently; pass overwrite=True to replace it.")
+    FAMILIES[family.name] = family
+    return family
 
-    Args:
-        name (`str`): registry key, e.g. `"tok_depth@224"`.
-        kind (`str`): one of `"pixels"`, `"image_tokens"`, `"sequence"`, `"sequence_embedding"`.
-        vocab_size (`int`, *optional*): codebook or text vocabulary size (token kinds only).
-        image_size (`int`, *optional*): input resolution of image kinds; the token grid is `image_size // patch_size`.
-        patch_size (`int`, *optional*): pixels per token side for image kinds.
-        num_channels (`int`, *optional*): channels of a pixel modality.
-        max_length (`int`, *optional*): sequence kinds: target positions at or beyond it share position 0 in the
-            decoder (the official clipping); also the sequence length of `sequence_embedding` inputs.
-        max_tokens (`int`, *optional*): sequence kinds: the token budget of autoregressive generation.
-        embedding_dim (`int`, *optional*): width of the feature vectors of a `sequence_embedding` modality.
-        learned_position_embedding (`bool`): image kinds: a learned position table instead of fixed 2D sin-cos.
-        tokenizer (`str`, *optional*): Hub id of the tokenizer that maps this modality to tokens and back.
+
+def get_family(name: str) -> ModalityFamily:
+    """The family named `name` (or the family of the modality `name`), or a `ValueError` listing the known ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"A family name is a string, got {type(name).__name__}.")
+    family = FAMILIES.get(family_name(name))
+    if family is None:
+        raise ValueError(f"Unknown modality family {family_name(name)!r}. Known families: {sorted(FAMILIES)}.")
+    return family
+
+
+def build_spec(name: str, kind: str | None = None, family: ModalityFamily | str | None = None, **fields: Any) -> ModalitySpec:
+    """A spec for `name` from its family's defaults, the resolution in its name and `fields` (not registered).
+
+    The family is `family` (a description or a registered name), else the registered family of the name's prefix;
+    without either, a bare family of `kind` is made (one that cannot preprocess, decode or draw).
     """
-
-    name: str
-    kind: str
-    vocab_size: int | None = None
-    image_size: int | None = None
-    patch_size: int | None = None
-    num_channels: int | None = None
-    max_length: int | None = None
-    max_tokens: int | None = None
-    embedding_dim: int | None = None
-    learned_position_embedding: bool = False
-    tokenizer: str | None = None
-
-    def __post_init__(self):
-        if self.kind not in MODALITY_KINDS:
-            raise ValueError(f"Modality {self.name!r}: kind must be one of {MODALITY_KINDS}, got {self.kind!r}.")
-        if "." in self.name or not self.name:
-            raise ValueError(f"Modality names must be non-empty and contain no '.', got {self.name!r}.")
-        if self.is_image:
-            if not self.image_size or not self.patch_size or self.image_size % self.patch_size:
-                raise ValueError(
-                    f"Modality {self.name!r}: image_size ({self.image_size}) must be a positive multiple of "
-                    f"patch_size ({self.patch_size})."
-                )
-        if self.kind in (IMAGE_TOKENS, SEQUENCE) and not self.vocab_size:
-            raise ValueError(f"Modality {self.name!r} ({self.kind}) needs a vocab_size.")
-        if self.kind == PIXELS and not self.num_channels:
-            raise ValueError(f"Modality {self.name!r} (pixels) needs num_channels.")
-        if self.kind == SEQUENCE_EMBEDDING and not self.embedding_dim:
-            raise ValueError(f"Modality {self.name!r} (sequence_embedding) needs embedding_dim.")
-        if self.is_sequence:
-            if not self.max_length or self.max_length > SEQUENCE_POSITIONS:
-                raise ValueError(
-                    f"Modality {self.name!r}: max_length must be in [1, {SEQUENCE_POSITIONS}], got {self.max_length}."
-                )
-            if self.max_tokens is None:
-                object.__setattr__(self, "max_tokens", self.max_length)
-
-    @property
-    def id(self) -> int:
-        return modality_id(self.name)
-
-    @property
-    def is_image(self) -> bool:
-        return self.kind in (PIXELS, IMAGE_TOKENS)
-
-    @property
-    def is_sequence(self) -> bool:
-        return self.kind in (SEQUENCE, SEQUENCE_EMBEDDING)
-
-    @property
-    def has_decoder(self) -> bool:
-        """Whether the modality can be a target (pixels and feature sequences are input-only)."""
-        return self.kind in (IMAGE_TOKENS, SEQUENCE)
-
-    @property
-    def grid_size(self) -> int | None:
-        return self.image_size // self.patch_size if self.is_image else None
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens of an image modality, or the maximum length of a sequence modality."""
-        return self.grid_size**2 if self.is_image else self.max_length
-
-    @property
-    def num_positions(self) -> int:
-        """Rows of the position table."""
-        return self.grid_size**2 if self.is_image else SEQUENCE_POSITIONS
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "name"}
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"A modality name is a non-empty string, got {name!r}.")
+    unknown = sorted(set(fields) - _SPEC_FIELDS)
+    if unknown:
+        raise TypeError(f"Modality {name!r}: unknown fields {unknown}; a spec has {sorted(_SPEC_FIELDS)}.")
+    if isinstance(family, str):
+        family = get_family(family)
+    elif family is None:
+        family = FAMILIES.get(family_name(name))
+    if family is None:
+        if kind is None:
+            raise ValueError(
+                f"Modality {name!r}: its family {family_name(name)!r} is not registered; give its kind (one of "
+                f"{MODALITY_KINDS}) or a family=ModalityFamily(...) describing it."
+            )
+        family = ModalityFamily(name=family_name(name), kind=kind)
+    elif not isinstance(family, ModalityFamily):
+        raise TypeError(f"Modality {name!r}: family must be a ModalityFamily or a family name, got {type(family).__name__}.")
+    if family.name != family_name(name):
+        raise ValueError(f"Modality {name!r} must be named after its family {family.name!r} ('{family.name}@<size>').")
+    kind = kind or family.kind
+    values = {**family.defaults, **fields}
+    resolution = resolution_of(name)
+    if resolution is not None and values.get("image_size") is None:
+        values["image_size"] = resolution
+    return ModalitySpec(name=name, kind=kind, family=family, **values)
 
 
-MODALITIES: dict[str, ModalityInfo] = {}
+def register_modality(
+    name: str, kind: str | None = None, *, family: ModalityFamily | str | None = None, overwrite: bool = False, **fields: Any
+) -> ModalitySpec:
+    """Add a modality to the registry and return its spec.
 
+    A resolution of a known family needs only its name (sizes come from the family and the `@<size>` suffix):
 
-def register_modality(name: str, kind: str, *, overwrite: bool = False, **fields: Any) -> ModalityInfo:
-    """Add a modality to the registry and return its entry.
+    >>> register_modality("tok_depth@512")
+    >>> register_modality("tok_depth@64", patch_size=8)
 
-    >>> register_modality("tok_depth@512", "image_tokens", vocab_size=8192, image_size=512, patch_size=16)
+    A new family is described once (`family=ModalityFamily(...)`, also registered) and its resolutions follow.
     """
-    if name in MODALITIES and not overwrite and MODALITIES[name] != ModalityInfo(name=name, kind=kind, **fields):
+    spec = build_spec(name, kind, family, **fields)
+    if spec.family.name not in FAMILIES:
+        register_family(spec.family)
+    elif FAMILIES[spec.family.name] != spec.family:
+        register_family(spec.family, overwrite=overwrite)
+    if name in MODALITIES and MODALITIES[name] != spec and not overwrite:
         raise ValueError(f"Modality {name!r} is already registered differently; pass overwrite=True to replace it.")
-    info = ModalityInfo(name=name, kind=kind, **fields)
-    MODALITIES[name] = info
-    return info
+    MODALITIES[name] = spec
+    return spec
 
 
-def get_modality(name: str) -> ModalityInfo:
+def get_modality(name: str) -> ModalitySpec:
     """The registry entry of `name`, or a `ValueError` listing the known modalities."""
+    if not isinstance(name, str):
+        raise TypeError(f"A modality name is a string, got {type(name).__name__} {name!r}.")
     if name not in MODALITIES:
         raise ValueError(f"Unknown modality {name!r}. Known modalities: {sorted(MODALITIES)}.")
     return MODALITIES[name]
 
 
-def _register_builtin_modalities() -> None:
-    hub = "EPFL-VILAB/4M_tokenizers_"
-    image_tokenizers = {
-        "rgb": (16384, hub + "rgb_16k_224-448"),
-        "depth": (8192, hub + "depth_8k_224-448"),
-        "normal": (8192, hub + "normal_8k_224-448"),
-        "semseg": (4096, hub + "semseg_4k_224-448"),
-        "clip": (8192, hub + "CLIP-B16_8k_224-448"),
-    }
-    for size in (224, 448):
-        register_modality(f"rgb@{size}", PIXELS, num_channels=3, image_size=size, patch_size=16)
-        for short, (vocab, tokenizer) in image_tokenizers.items():
-            register_modality(
-                f"tok_{short}@{size}", IMAGE_TOKENS, vocab_size=vocab, image_size=size, patch_size=16,
-                tokenizer=tokenizer,
+def spec_from_dict(name: str, data: Mapping[str, Any]) -> ModalitySpec:
+    """Rebuild a spec saved with `ModalitySpec.to_dict()` (a family given by name must be registered; a family given
+    whole need not be). Keys of older saves (`tokenizer`) are ignored."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"The saved spec of modality {name!r} must be a dict, got {type(data).__name__}.")
+    values = {k: v for k, v in data.items() if k != "tokenizer"}
+    family = values.pop("family", None)
+    if isinstance(family, Mapping):
+        family = ModalityFamily.from_dict(family)
+    kind = values.pop("kind", None)
+    return build_spec(name, kind, family, **values)
+
+
+def ensure_registered(specs: Mapping[str, ModalitySpec]) -> None:
+    """Register the specs (and families) that the registry does not know yet, so that objects loaded in a fresh
+    process work everywhere; a spec that differs from a registered one of the same name is left out, with a warning."""
+    for name, spec in specs.items():
+        if spec.family.name not in FAMILIES:
+            register_family(spec.family)
+        if name not in MODALITIES:
+            MODALITIES[name] = spec
+        elif MODALITIES[name] != spec:
+            logger.warning(
+                f"Modality {name!r} of a loaded object differs from the registered one; the object uses its own spec, "
+                "the registry keeps the registered one."
             )
-    for name, vocab, patch, tokenizer in (
-        ("tok_canny_edge@224", 8192, 16, hub + "edge_8k_224-512"),
-        ("tok_sam_edge@224", 8192, 16, hub + "edge_8k_224-512"),
-        ("tok_dinov2@224", 8192, 14, hub + "DINOv2-B14_8k_224-448"),
-        ("tok_imagebind@224", 8192, 14, hub + "ImageBind-H14_8k_224-448"),
-    ):
-        register_modality(name, IMAGE_TOKENS, vocab_size=vocab, image_size=224, patch_size=patch, tokenizer=tokenizer)
-    for name, tokenizer in (
-        ("tok_dinov2_global", hub + "DINOv2-B14-global_8k_16_224"),
-        ("tok_imagebind_global", hub + "ImageBind-H14-global_8k_16_224"),
-    ):
-        register_modality(
-            name, IMAGE_TOKENS, vocab_size=8192, image_size=224, patch_size=56, learned_position_embedding=True,
-            tokenizer=tokenizer,
-        )
-    for name, max_length, max_tokens in (
-        ("caption", 256, 256),
-        ("det", 256, 256),
-        ("metadata", 40, 40),
-        ("human_poses", 263, 275),
-        ("color_palette", 23, 23),
-        ("sam_instance", 290, 290),
-    ):
-        register_modality(
-            name, SEQUENCE, vocab_size=TEXT_VOCAB_SIZE, max_length=max_length, max_tokens=max_tokens,
-            tokenizer=TEXT_TOKENIZER,
-        )
-    register_modality(
-        "t5_caption", SEQUENCE_EMBEDDING, embedding_dim=4096, max_length=77, tokenizer="google/t5-v1_1-xxl"
-    )
 
 
-_register_builtin_modalities()
+def vq_model_id(name: str) -> str:
+    """Hub id of the released VQ model of a family or modality (`"tok_depth@224"`, `"tok_depth"`, `"depth"`)."""
+    candidates = [FAMILIES.get(family_name(name)), FAMILIES.get(f"tok_{family_name(name)}")]
+    family = next((f for f in candidates if f is not None and f.vq_model is not None), None)
+    if family is None:
+        with_vq = sorted(f.name for f in FAMILIES.values() if f.vq_model is not None)
+        raise ValueError(f"No released VQ model for {name!r}; families with one: {with_vq}.")
+    return family.vq_model.hub_id
+
+
+def _register_builtins() -> None:
+    for family in BUILTIN_FAMILIES:
+        register_family(family)
+    for name, resolutions in BUILTIN_RESOLUTIONS:
+        for size in resolutions:
+            register_modality(f"{name}@{size}")
+    for family in BUILTIN_FAMILIES:
+        if family.name not in dict(BUILTIN_RESOLUTIONS):
+            register_modality(family.name)
+
+
+_register_builtins()
 
 __all__ = [
-    "IMAGE_TOKENS",
+    "FAMILIES",
     "MODALITIES",
-    "MODALITY_KINDS",
-    "PIXELS",
-    "SEQUENCE",
-    "SEQUENCE_EMBEDDING",
-    "ModalityInfo",
+    "build_spec",
+    "ensure_registered",
+    "get_family",
     "get_modality",
-    "modality_id",
+    "register_family",
     "register_modality",
+    "spec_from_dict",
+    "vq_model_id",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from ...modalities.registry import MODALITIES, ModalityInfo, get_modality
+from ...modalities import MODALITIES, ModalitySpec, ensure_registered, get_modality, spec_from_dict
 
 FOURM7_INPUTS = (
     "rgb@224", "tok_rgb@224", "tok_depth@224", "tok_semseg@224", "tok_normal@224", "tok_clip@224", "caption", "det",
@@ -101,11 +101,14 @@ class FourMConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         self.encoder_modalities = list(self.encoder_modalities)
         self.decoder_modalities = list(self.decoder_modalities)
-        specs = dict(self.modality_specs or {})
-        for name in dict.fromkeys(self.encoder_modalities + self.decoder_modalities):
-            if name not in specs:
-                specs[name] = get_modality(name).to_dict()
-        self.modality_specs = specs
+        saved = dict(self.modality_specs or {})
+        specs = {
+            name: spec_from_dict(name, saved[name]) if name in saved else get_modality(name)
+            for name in dict.fromkeys(self.encoder_modalities + self.decoder_modalities)
+        }
+        ensure_registered(specs)
+        self.modality_specs = {name: spec.to_dict() for name, spec in specs.items()}
+        self._specs = specs
         super().__post_init__(**kwargs)
         self._check_architecture()
 
@@ -124,14 +127,19 @@ class FourMConfig(PreTrainedConfig):
                     "modality."
                 )
 
-    def modality(self, name: str) -> ModalityInfo:
+    def modality(self, name: str) -> ModalitySpec:
         """The registry entry of a modality this config uses (from `modality_specs`)."""
-        if name not in self.modality_specs:
-            known = sorted(self.modality_specs)
+        if name not in self._specs:
+            known = sorted(self._specs)
             if name in MODALITIES:
                 raise ValueError(f"The model has no embedding for modality {name!r}; it knows {known}.")
             raise ValueError(f"Unknown modality {name!r}; this model knows {known}.")
-        return ModalityInfo(name=name, **self.modality_specs[name])
+        return self._specs[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("_specs", None)  # rebuilt from `modality_specs`
+        return output
 
     @property
     def mlp_hidden_size(self) -> int:

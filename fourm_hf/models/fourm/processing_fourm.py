@@ -30,105 +30,28 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
-from .image_processing_fourm import FourMImageProcessor
-from ...modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
-from ...data.serialization import (
-    boxes_to_text,
-    merge_spans,
-    metadata_to_text,
-    palette_to_text,
-    poses_to_text,
-    sam_instances_to_text,
-    text_to_boxes,
-    text_to_metadata,
-    text_to_palette,
-    text_to_poses,
-    text_to_sam_instances,
+from ...modalities import (
+    IMAGE_TOKENS,
+    PIXELS,
+    SEQUENCE,
+    SEQUENCE_EMBEDDING,
+    Modalities,
+    ModalitySpec,
+    ensure_registered,
+    MODALITIES,
+    get_modality,
+    spec_from_dict,
 )
+from ...data.serialization import merge_spans
+from .image_processing_fourm import FourMImageProcessor
 from .tokenization_fourm import FourMTokenizer
 
 logger = logging.get_logger(__name__)
 
-Modalities = dict[str, dict[str, torch.Tensor]]
 
-
-@dataclass(frozen=True)
-class ImageCodec:
-    """How an image-like modality family is prepared for its tokenizer and turned back into data.
-
-    Args:
-        preprocess: `(image_processor, raw batch, size) -> np.ndarray` batch for the modality tokenizer (or the model).
-        postprocess: `(image_processor, decoded tensor) -> np.ndarray` user-facing data.
-    """
-
-    preprocess: Callable[[FourMImageProcessor, Any, int], np.ndarray]
-    postprocess: Callable[[FourMImageProcessor, torch.Tensor], np.ndarray]
-
-
-def _float_maps(processor: FourMImageProcessor, decoded: torch.Tensor) -> np.ndarray:
-    return decoded.float().numpy()
-
-
-_FEATURES = ImageCodec(lambda p, x, size: p.preprocess_features(x), _float_maps)
-_EDGES = ImageCodec(lambda p, x, size: p.preprocess_edges(x, size), lambda p, y: p.postprocess_signed(y)[..., 0])
-
-# Modality families (the name before "@"). Pixels decode as uint8 RGB, depth as standardised float maps (B, H, W),
-# semantic segmentation as raw class ids (void = 255), feature maps as floats (B, C, h, w).
-IMAGE_CODECS: dict[str, ImageCodec] = {
-    "rgb": ImageCodec(lambda p, x, size: p.preprocess_rgb(x, "imagenet", size), lambda p, y: p.postprocess_rgb(y)),
-    "tok_rgb": ImageCodec(
-        lambda p, x, size: p.preprocess_rgb(x, "tokenizer", size), lambda p, y: p.postprocess_rgb(y, "tokenizer")
-    ),
-    "tok_depth": ImageCodec(lambda p, x, size: p.preprocess_depth(x, size), lambda p, y: y[:, 0].float().numpy()),
-    "tok_normal": ImageCodec(lambda p, x, size: p.preprocess_normals(x, size), lambda p, y: p.postprocess_signed(y)),
-    "tok_semseg": ImageCodec(
-        lambda p, x, size: p.preprocess_semseg(x, size), lambda p, y: p.postprocess_semseg(y.argmax(1))
-    ),
-    "tok_canny_edge": _EDGES,
-    "tok_sam_edge": _EDGES,
-    "tok_clip": _FEATURES,
-    "tok_dinov2": _FEATURES,
-    "tok_imagebind": _FEATURES,
-    "tok_dinov2_global": _FEATURES,
-    "tok_imagebind_global": _FEATURES,
-}
-
-
-def _det_to_text(sample: Mapping[str, Any]) -> str:
-    if not isinstance(sample, Mapping) or set(sample) != {"boxes", "labels"}:
-        raise ValueError(f"det: a sample is a dict with 'boxes' and 'labels' (or a serialised string), got {sample!r}.")
-    return boxes_to_text(sample["boxes"], sample["labels"])
-
-
-def _text_to_det(text: str) -> dict[str, list]:
-    boxes, labels = text_to_boxes(text)
-    return {"boxes": boxes, "labels": labels}
-
-
-# Sequence families: sample -> text (strings pass through unchanged) and text -> sample.
-SEQUENCE_SERIALIZERS: dict[str, Callable[[Any], str]] = {
-    "det": _det_to_text,
-    "metadata": metadata_to_text,
-    "color_palette": palette_to_text,
-    "human_poses": poses_to_text,
-    "sam_instance": sam_instances_to_text,
-}
-SEQUENCE_PARSERS: dict[str, Callable[[str], Any]] = {
-    "det": _text_to_det,
-    "metadata": text_to_metadata,
-    "color_palette": text_to_palette,
-    "human_poses": text_to_poses,
-    "sam_instance": text_to_sam_instances,
-}
-
-
-def _family(name: str) -> str:
-    return name.split("@")[0]
-
-
-def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel]) -> dict[str, PreTrainedModel]:
+def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel], specs: Mapping[str, ModalitySpec]) -> dict[str, PreTrainedModel]:
     for name, model in vq_models.items():
-        info = get_modality(name)
+        info = specs[name]
         if info.kind != IMAGE_TOKENS:
             raise ValueError(f"vq_models: {name!r} is a {info.kind} modality; only image-token modalities have one.")
         if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
@@ -136,7 +59,7 @@ def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel]) -> dict[str, Pr
     return dict(vq_models)
 
 
-def _token_ids(info: ModalityInfo, value: Any) -> torch.Tensor | None:
+def _token_ids(info: ModalitySpec, value: Any) -> torch.Tensor | None:
     """`value` as token ids if it is an integer array shaped `(B, N)` or `(B, h, w)` of the token grid, else None
     (raw data, e.g. a segmentation map)."""
     if not isinstance(value, (torch.Tensor, np.ndarray)):
@@ -159,8 +82,11 @@ class FourMProcessor(ProcessorMixin):
     Args:
         image_processor ([`FourMImageProcessor`]): per-modality image preprocessing.
         tokenizer ([`FourMTokenizer`]): the WordPiece tokenizer of all sequence modalities.
-        vq_models (`dict[str, PreTrainedModel]`, *optional*): modality tokenizer per image-token modality name, e.g.
+        vq_models (`dict[str, PreTrainedModel]`, *optional*): VQ model per image-token modality name, e.g.
             `{"tok_rgb@224": FourMDiVAE(...), "tok_semseg@224": FourMVQVAE(...)}`; each needs `encode` and `decode`.
+        modality_specs (`dict[str, dict]`, *optional*): saved specs (`ModalitySpec.to_dict()`) of modalities the
+            processor handles beyond the registry; the specs of the VQ models' modalities and of the pixel input are
+            recorded automatically, so a saved processor works in a process where they were never registered.
 
     Example:
 
@@ -176,10 +102,26 @@ class FourMProcessor(ProcessorMixin):
         image_processor: FourMImageProcessor,
         tokenizer: FourMTokenizer,
         vq_models: Mapping[str, PreTrainedModel] | None = None,
+        modality_specs: Mapping[str, Mapping[str, Any]] | None = None,
         **kwargs,
     ):
         super().__init__(image_processor, tokenizer, **kwargs)
-        self.vq_models = _checked_vq_models(vq_models or {})
+        vq_models = dict(vq_models or {})
+        saved = dict(modality_specs or {})
+        names = dict.fromkeys([*saved, *vq_models, f"rgb@{image_processor.image_size}"])
+        specs = {
+            name: spec_from_dict(name, saved[name]) if name in saved else get_modality(name)
+            for name in names
+            if name in saved or name in vq_models or name in MODALITIES
+        }
+        ensure_registered(specs)
+        self._specs = specs
+        self.modality_specs = {name: spec.to_dict() for name, spec in specs.items()}
+        self.vq_models = _checked_vq_models(vq_models, specs)
+
+    def modality(self, name: str) -> ModalitySpec:
+        """The spec of `name`: the processor's own (saved with it), else the registry's."""
+        return self._specs[name] if name in self._specs else get_modality(name)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Raw data -> modality dict
@@ -231,7 +173,7 @@ class FourMProcessor(ProcessorMixin):
 
     def encode_modality(self, name: str, value: Any) -> dict[str, torch.Tensor]:
         """One modality as a fully visible input (see the module docstring for the layout)."""
-        info = get_modality(name)
+        info = self.modality(name)
         if info.kind == SEQUENCE:
             return self._encode_sequence(info, value)
         if info.kind == SEQUENCE_EMBEDDING:
@@ -248,7 +190,7 @@ class FourMProcessor(ProcessorMixin):
 
     def empty_target(self, name: str, batch_size: int, length: int | None = None) -> dict[str, torch.Tensor]:
         """An empty target of `name`: every image token, or a whole sequence behind one sentinel, to be predicted."""
-        info = get_modality(name)
+        info = self.modality(name)
         if not info.has_decoder:
             raise ValueError(f"{name} is a {info.kind} modality and cannot be a target.")
         if info.kind == IMAGE_TOKENS:
@@ -285,11 +227,8 @@ class FourMProcessor(ProcessorMixin):
             "decoder_attention_mask": torch.zeros(batch, num_tokens, dtype=torch.long),
         }
 
-    def _preprocess_image(self, info: ModalityInfo, value: Any) -> np.ndarray:
-        family = _family(info.name)
-        if family not in IMAGE_CODECS:
-            raise ValueError(f"{info.name}: no image preprocessing is known for the family {family!r}.")
-        return IMAGE_CODECS[family].preprocess(self.image_processor, value, info.image_size)
+    def _preprocess_image(self, info: ModalitySpec, value: Any) -> np.ndarray:
+        return info.family.function("preprocess")(self.image_processor, value, info)
 
     def _vq_model(self, name: str) -> PreTrainedModel:
         if name not in self.vq_models:
@@ -299,7 +238,7 @@ class FourMProcessor(ProcessorMixin):
             )
         return self.vq_models[name]
 
-    def _image_tokens(self, info: ModalityInfo, value: Any) -> torch.Tensor:
+    def _image_tokens(self, info: ModalitySpec, value: Any) -> torch.Tensor:
         """Token ids `(B, N)` of an image-token modality: given ids are checked, raw data goes through its tokenizer."""
         tokens = _token_ids(info, value)
         if tokens is None:
@@ -318,8 +257,8 @@ class FourMProcessor(ProcessorMixin):
             )
         return tokens
 
-    def _encode_sequence(self, info: ModalityInfo, value: Any) -> dict[str, torch.Tensor]:
-        serialize = SEQUENCE_SERIALIZERS.get(_family(info.name))
+    def _encode_sequence(self, info: ModalitySpec, value: Any) -> dict[str, torch.Tensor]:
+        serialize = info.family.function("serialize") if info.family.has("serialize") else None
         texts = []
         for sample in _batch(value):
             if isinstance(sample, str):
@@ -359,13 +298,13 @@ class FourMProcessor(ProcessorMixin):
         names = list(outputs) if names is None else list(names)
         decoded = {}
         for name in names:
-            info = get_modality(name)
+            info = self.modality(name)
             entry = outputs[name] if isinstance(outputs[name], Mapping) else {"tensor": outputs[name]}
             tensor = torch.as_tensor(entry["tensor"]).detach().cpu()
             if info.kind == SEQUENCE:
                 decoded[name] = self._decode_sequence(info, entry)
             elif info.kind == PIXELS:
-                decoded[name] = IMAGE_CODECS[_family(name)].postprocess(self.image_processor, tensor)
+                decoded[name] = info.family.function("postprocess")(self.image_processor, tensor, info)
             elif info.kind == IMAGE_TOKENS:
                 decoded[name] = self._decode_image_tokens(info, tensor, decode_kwargs)
         return decoded
@@ -378,12 +317,12 @@ class FourMProcessor(ProcessorMixin):
         drop = set(self.tokenizer.sentinel_ids.values()) | {self.tokenizer.pad_token_id}
         return self.tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False).strip()
 
-    def _decode_sequence(self, info: ModalityInfo, entry: Mapping[str, Any]) -> list:
+    def _decode_sequence(self, info: ModalitySpec, entry: Mapping[str, Any]) -> list:
         tensor = torch.as_tensor(entry["tensor"]).detach().cpu()
         input_mask = entry.get("input_mask")
         target_mask = entry.get("target_mask")
         sentinels = set(self.tokenizer.sentinel_ids.values())
-        parse = SEQUENCE_PARSERS.get(_family(info.name), str)
+        parse = info.family.function("parse") if info.family.has("parse") else str
         samples = []
         for row in range(tensor.shape[0]):
             visible = tensor[row] if input_mask is None else tensor[row][~torch.as_tensor(input_mask[row]).bool()]
@@ -391,7 +330,7 @@ class FourMProcessor(ProcessorMixin):
             samples.append(parse(self.decode_text(merge_spans(visible.tolist(), target, sentinels))))
         return samples
 
-    def _decode_image_tokens(self, info: ModalityInfo, tokens: torch.Tensor, decode_kwargs: dict) -> np.ndarray:
+    def _decode_image_tokens(self, info: ModalitySpec, tokens: torch.Tensor, decode_kwargs: dict) -> np.ndarray:
         model = self._vq_model(info.name)
         tokens = tokens.long().reshape(tokens.shape[0], -1)
         if tokens.shape[1] != info.num_tokens or (
@@ -407,18 +346,18 @@ class FourMProcessor(ProcessorMixin):
         kwargs = {k: v for k, v in decode_kwargs.items() if k in accepted}
         with torch.no_grad():
             decoded = model.decode(tokens.to(model.device), **kwargs).cpu()
-        return IMAGE_CODECS[_family(info.name)].postprocess(self.image_processor, decoded)
+        return info.family.function("postprocess")(self.image_processor, decoded, info)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Saving and loading
 
     def to_dict(self) -> dict[str, Any]:
         # The modality tokenizers are saved as models in sub-folders; the config only records their names.
-        models = self.__dict__.pop("vq_models")
+        models, specs = self.__dict__.pop("vq_models"), self.__dict__.pop("_specs")
         try:
             output = super().to_dict()
         finally:
-            self.vq_models = models
+            self.vq_models, self._specs = models, specs
         output["vq_model_names"] = sorted(models)
         return output
 
@@ -446,9 +385,10 @@ class FourMProcessor(ProcessorMixin):
                     pretrained_model_name_or_path, subfolder=os.path.join(subfolder, name), **hub_kwargs
                 )
                 for name in processor_dict.get("vq_model_names", [])
-            }
+            },
+            processor._specs,
         )
         return processor
 
 
-__all__ = ["IMAGE_CODECS", "SEQUENCE_PARSERS", "SEQUENCE_SERIALIZERS", "FourMProcessor", "ImageCodec"]
+__all__ = ["FourMProcessor"]
