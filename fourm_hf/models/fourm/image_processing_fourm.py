@@ -126,7 +126,7 @@ class FourMImageProcessor(BaseImageProcessor):
             raise ValueError(f"{modality}: size {size} is not a multiple of the patch size {self.patch_size}.")
         return size
 
-    def _crop_and_resize(self, array: np.ndarray, size: int, resample: int, modality: str) -> np.ndarray:
+    def crop_and_resize(self, array: np.ndarray, size: int, resample: int, modality: str) -> np.ndarray:
         """Centre-crop `(H, W, C)` to a square and resize it to `size` (per channel in float32, unless uint8 RGB)."""
         height, width = array.shape[:2]
         if min(height, width) < self.patch_size:
@@ -179,7 +179,7 @@ class FourMImageProcessor(BaseImageProcessor):
                         f"rgb: float images must be in [0, 1], got values in [{array.min():.3g}, {array.max():.3g}] "
                         "(pass uint8 for 0-255 images)."
                     )
-            array = self._crop_and_resize(array, size, self.resample, "rgb")
+            array = self.crop_and_resize(array, size, self.resample, "rgb")
             array = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array
             batch.append((array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32))
         return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32)
@@ -202,7 +202,7 @@ class FourMImageProcessor(BaseImageProcessor):
             if not np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_:
                 raise TypeError(f"depth: expected a numeric depth map, got dtype {array.dtype}.")
             scale = self.depth_scale if np.issubdtype(array.dtype, np.integer) else 1.0
-            array = self._crop_and_resize(array.astype(np.float32) / scale, size, self.resample, "depth")
+            array = self.crop_and_resize(array.astype(np.float32) / scale, size, self.resample, "depth")
             batch.append(self.truncated_standardize(array[..., 0]))
         return np.stack(batch)[:, None]
 
@@ -223,7 +223,7 @@ class FourMImageProcessor(BaseImageProcessor):
                     f"{modality}: float inputs must be in [-1, 1], got [{array.min():.3g}, {array.max():.3g}] "
                     "(pass uint8 for 0-255 images)."
                 )
-            batch.append(self._crop_and_resize(array.astype(np.float32), size, self.resample, modality))
+            batch.append(self.crop_and_resize(array.astype(np.float32), size, self.resample, modality))
         return np.stack(batch).transpose(0, 3, 1, 2)
 
     def preprocess_normals(self, normals: ImageLike | Sequence[ImageLike], size: int | None = None) -> np.ndarray:
@@ -261,7 +261,7 @@ class FourMImageProcessor(BaseImageProcessor):
                 )
             if not shifted:
                 array = np.where(array == self.semseg_void_label, 0, array + 1)
-            resized = self._crop_and_resize(
+            resized = self.crop_and_resize(
                 array.astype(np.int32)[..., None], size, PILImageResampling.NEAREST, "semseg"
             )
             batch.append(resized[..., 0].astype(np.int64))

@@ -1,6 +1,6 @@
 """Convert an official apple/ml-4m modality tokenizer to a native fourm_hf checkpoint, with a model card.
 
-    python modeling/convert_official_tokenizer.py SRC DST
+    python modeling/convert_official_vq_model.py SRC DST
 
 SRC: an official Hub-layout directory or repo id (config.json + model.safetensors, e.g.
 EPFL-VILAB/4M_tokenizers_semseg_4k_224-448), a bare official .safetensors file, or a preset name from

@@ -1,4 +1,4 @@
-"""training/train_tokenizer.py: Trainer runs of tiny VQ-VAE / DiVAE / class-id tokenizers on an in-memory image
+"""training/train_vq_model.py: Trainer runs of tiny VQ-VAE / DiVAE / class-id tokenizers on an in-memory image
 dataset, plus its data transform, multi-resolution collator and weight-EMA callback."""
 
 import json
@@ -10,9 +10,9 @@ import torch
 from conftest import imported_script
 from PIL import Image
 
-from fourm_hf import FourMDiVAE, FourMVQPreTrainedModel, FourMVQVAE
+from fourm_hf import FourMDiVAE, FourMVQVAE, load_vq_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_tokenizer.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_vq_model.py"
 TINY_VIT = dict(
     image_size=32, patch_size=8, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2, codebook_size=16,
     latent_dim=8,
@@ -21,7 +21,7 @@ TINY_VIT = dict(
 
 @pytest.fixture(scope="module")
 def script():
-    with imported_script(SCRIPT, "train_tokenizer") as module:
+    with imported_script(SCRIPT, "train_vq_model") as module:
         yield module
 
 
@@ -73,7 +73,7 @@ def test_vqvae_training_reduces_the_loss_and_saves_a_loadable_tokenizer(script, 
     # the dead-code threshold follows the official formula: batch 4 x 9 tokens (24 px) / 16 codes / 32
     assert model.config.dead_code_threshold == pytest.approx(4 * 9 / 16 / 32)
     assert model.quantize.cluster_size.sum() > 0  # usage EMA was updated by the training forwards
-    reloaded = FourMVQPreTrainedModel.from_pretrained(tmp_path / "out")
+    reloaded = load_vq_model(tmp_path / "out")
     assert isinstance(reloaded, FourMVQVAE)
     torch.testing.assert_close(reloaded.quantize.codebook, model.quantize.codebook.cpu())
     assert reloaded.encode(torch.rand(1, 3, 32, 32) * 2 - 1).shape == (1, 4, 4)
@@ -90,7 +90,7 @@ def test_divae_training_runs_and_saves(script, image_dataset, tmp_path):
     )
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 3 and all(np.isfinite(losses))
-    reloaded = FourMVQPreTrainedModel.from_pretrained(tmp_path / "out")
+    reloaded = load_vq_model(tmp_path / "out")
     assert isinstance(reloaded, FourMDiVAE)
     assert reloaded.decode(torch.zeros(1, 4, 4, dtype=torch.long), num_steps=1).shape == (1, 3, 32, 32)
 

@@ -116,7 +116,7 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
     case = _case("global_memcodes")
     destination = tmp_path / "converted"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "modeling" / "convert_official_tokenizer.py"), str(official_dir("global_memcodes")),
+        [sys.executable, str(ROOT / "modeling" / "convert_official_vq_model.py"), str(official_dir("global_memcodes")),
          str(destination)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}, timeout=300,
     )
@@ -136,7 +136,7 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
 def test_conversion_names_missing_and_mis_shaped_tensors():
     from fourm_hf.conversion.official_vq import (
         config_from_official,
-        convert_official_tokenizer_state_dict,
+        convert_official_vq_model_state_dict,
     )
     from fourm_hf.models.modeling_utils import meta_state_shapes
 
@@ -149,7 +149,7 @@ def test_conversion_names_missing_and_mis_shaped_tensors():
     state["quant_proj.weight"] = torch.ones(1000, 1024, 1, 1)
     message = r"missing: \['decoder.linear_out.bias'\][\s\S]*quant_proj.weight: checkpoint \(1000, 1024, 1, 1\)"
     with pytest.raises(ValueError, match=message):
-        convert_official_tokenizer_state_dict(state, config, meta_state_shapes(FourMVQVAE, config))
+        convert_official_vq_model_state_dict(state, config, meta_state_shapes(FourMVQVAE, config))
 
 
 def test_preset_loads_the_official_hub_repo(official_dir, tmp_path):

@@ -1,10 +1,10 @@
-"""Train a 4M modality tokenizer (VQ-VAE or diffusion VQ-VAE) with the transformers Trainer on any `datasets` image
+"""Train a 4M VQ model (VQ-VAE or diffusion VQ-VAE) with the transformers Trainer on any `datasets` image
 column, with the official objectives: reconstruction loss of the config (`mse`, `l1`, `smooth_l1`, `cross_entropy`,
 `cosine`, `cosine_1d`, `binary_cross_entropy`) + codebook_weight x commitment loss for VQ-VAEs; x0 / noise / velocity
 regression at uniformly drawn timesteps for DiVAEs. The cosine codebook is EMA-updated in every training forward and
 codes whose EMA usage falls below the dead-code threshold are restarted from batch latents.
 
-    python training/train_tokenizer.py --dataset cifar10 --image_column img --model vqvae \\
+    python training/train_vq_model.py --dataset cifar10 --image_column img --model vqvae \\
         --config my_vqvae.json --min_size 224 --max_size 448 --size_step 32 \\
         --output_dir runs/rgb_vqvae --max_steps 100000 --per_device_train_batch_size 32 --learning_rate 1e-4
 
@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
-from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMVQVAE, FourMVQVAEConfig
-from fourm_hf import load_vq_model
+from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMImageProcessor, FourMVQVAE, FourMVQVAEConfig, load_vq_model
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -83,15 +82,6 @@ def load_images(args: TokenizerTrainingArguments):
     return dataset
 
 
-def center_crop(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
-    """Resize the shorter side to `size`, then crop the central `size x size` square."""
-    width, height = image.size
-    scale = size / min(width, height)
-    image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
-    left, top = (image.size[0] - size) // 2, (image.size[1] - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
 class ImageTransform:
     """`datasets` transform: images -> `pixel_values` (C, S, S) in [-1, 1], or class ids -> (S, S) int64."""
 
@@ -100,17 +90,20 @@ class ImageTransform:
             raise ValueError(f"input_kind must be 'image' or 'class_ids', got {input_kind!r}.")
         self.column, self.size, self.num_channels = column, size, num_channels
         self.input_kind, self.label_offset = input_kind, label_offset
+        self.cropper = FourMImageProcessor(image_size=size, patch_size=1)
 
     def _one(self, image) -> torch.Tensor:
         image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
         if self.input_kind == "class_ids":
-            labels = np.asarray(center_crop(image, self.size, Image.Resampling.NEAREST), dtype=np.uint8)
+            labels = np.asarray(image, dtype=np.uint8)[..., None]
+            labels = self.cropper.crop_and_resize(labels, self.size, Image.Resampling.NEAREST, self.column)[..., 0].astype(np.uint8)
             return torch.from_numpy((labels + np.uint8(self.label_offset)).astype(np.int64))  # uint8 wrap-around
         mode = {1: "L", 3: "RGB"}.get(self.num_channels)
         if mode is None:
             raise ValueError(f"Image inputs must have 1 or 3 channels, the config says {self.num_channels}.")
-        pixels = np.asarray(center_crop(image.convert(mode), self.size, Image.Resampling.BILINEAR), dtype=np.float32)
-        pixels = torch.from_numpy(pixels.reshape(self.size, self.size, self.num_channels)).permute(2, 0, 1)
+        pixels = np.asarray(image.convert(mode)).reshape(image.height, image.width, self.num_channels)
+        pixels = self.cropper.crop_and_resize(pixels, self.size, Image.Resampling.BILINEAR, self.column)
+        pixels = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)
         return pixels / 127.5 - 1.0
 
     def __call__(self, batch: dict) -> dict:
