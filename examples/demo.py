@@ -332,7 +332,7 @@ class SalientPixelTrainer(Trainer):
 
 
 def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, output_dir: Path) -> FourMVQVAE:
-    """Train one VQ-VAE with `Trainer` and the tokenizer recipe of `training/train_tokenizer.py` (AdamW betas
+    """Train one VQ-VAE with `Trainer` and the tokenizer recipe of `training/train_vq_model.py` (AdamW betas
     (0.9, 0.99), weight decay 0.05, cosine schedule, gradient clipping at 1); the RGB one with salient pixels
     emphasised (see `SalientPixelTrainer`)."""
     model = FourMVQVAE(vqvae_config(modality, settings))
