@@ -7,7 +7,6 @@ This is also the walkthrough "How to add a modality" of docs/ARCHITECTURE.md: th
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import datasets
@@ -30,7 +29,6 @@ from fourm_hf import (
     MaskingMixture,
     ModalityFamily,
     get_modality,
-    plot_modalities,
     register_family,
     register_modality,
 )

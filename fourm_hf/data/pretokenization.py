@@ -32,9 +32,9 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
-from ..models.fourm.image_processing_fourm import FourMImageProcessor
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, ModalitySpec, get_family, get_modality
 from ..modalities.families import hflip_image
+from ..models.fourm.image_processing_fourm import FourMImageProcessor
 from .serialization import NUM_BINS, boxes_to_text
 
 logger = logging.get_logger(__name__)

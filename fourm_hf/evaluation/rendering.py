@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
 BOX_COLOR = (255, 0, 0)
 # Anchors of a perceptually ordered blue -> cyan -> green -> yellow -> red colour map (low -> high depth).
 DEPTH_COLORS = np.array(

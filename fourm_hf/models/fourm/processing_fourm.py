@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,19 +29,20 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from ...conversion.hub import hub_kwargs
+from ...data.serialization import merge_spans
 from ...modalities import (
     IMAGE_TOKENS,
+    MODALITIES,
     PIXELS,
     SEQUENCE,
     SEQUENCE_EMBEDDING,
     Modalities,
     ModalitySpec,
     ensure_registered,
-    MODALITIES,
     get_modality,
     spec_from_dict,
 )
-from ...data.serialization import merge_spans
 from .image_processing_fourm import FourMImageProcessor
 from .tokenization_fourm import FourMTokenizer
 
@@ -371,18 +371,14 @@ class FourMProcessor(ProcessorMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FourMProcessor:
         """Load a processor saved by `save_pretrained`, its modality tokenizers included (through `AutoModel`)."""
-        hub_kwargs = {
-            k: kwargs[k]
-            for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
-            if k in kwargs
-        }
-        processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
+        hub = hub_kwargs(kwargs)
+        processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **hub)
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        subfolder = hub_kwargs.pop("subfolder", "")
+        subfolder = hub.pop("subfolder", "")
         processor.vq_models = _checked_vq_models(
             {
                 name: AutoModel.from_pretrained(
-                    pretrained_model_name_or_path, subfolder=os.path.join(subfolder, name), **hub_kwargs
+                    pretrained_model_name_or_path, subfolder=os.path.join(subfolder, name), **hub
                 )
                 for name in processor_dict.get("vq_model_names", [])
             },
