@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
 from ..models.fourm.configuration_fourm import FourMConfig
-from ..modalities.registry import PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalityInfo, get_modality
-from .serialization import mask_spans
+from ..modalities import PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalitySpec, get_modality
+from .sequences import SpecialTokens, mask_spans
 
 logger = logging.get_logger(__name__)
 
@@ -40,11 +41,6 @@ MIN_ALPHA = 1e-9
 KEEP_PROB_DECAY = 0.9
 _REDRAWS = 16
 # ImageNet statistics: the official normalisation of raw RGB (`rgb@224`) encoder inputs.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Official special ids of the 4M WordPiece vocabulary: [PAD] = 0, [S_k] = 4 + k for k < 200.
-DEFAULT_PAD_ID = 0
-DEFAULT_SENTINEL_IDS = tuple(range(4, 204))
 
 # Keep-probability schemes of span masking: one draw per sample and sequence modality.
 KEEP_SCHEMES: dict[str, Callable[[np.random.Generator], float]] = {
@@ -344,9 +340,8 @@ class FourMMaskingCollator:
     Args:
         mixture (`MaskingMixture` or `str`): a mixture or the name / path of one (see [`load_mixture`]).
         config (`FourMConfig`, *optional*): modality specs of a model (for modalities not in the registry).
-        pad_id (`int`, *optional*, defaults to 0): `[PAD]` id of the text vocabulary.
-        sentinel_ids (`Sequence[int]`, *optional*): `sentinel_ids[k]` is the id of `[S_k]`; defaults to the
-            official vocabulary's (4, 5, ..., 203). See [`FourMMaskingCollator.from_tokenizer`].
+        special_tokens (`SpecialTokens`, *optional*): `[PAD]` and the sentinels `[S_k]` of the text vocabulary;
+            defaults to the released vocabulary's. See [`FourMMaskingCollator.from_tokenizer`].
         seed (`int`, *optional*): seed of the collator's own generator.
         random_crop (`bool`, *optional*, defaults to `True`): draw a crop per sample, else always crop 0.
 
@@ -362,20 +357,20 @@ class FourMMaskingCollator:
         mixture: MaskingMixture | str | Path,
         config: FourMConfig | None = None,
         *,
-        pad_id: int = DEFAULT_PAD_ID,
-        sentinel_ids: Sequence[int] = DEFAULT_SENTINEL_IDS,
+        special_tokens: SpecialTokens | None = None,
         seed: int | None = None,
         random_crop: bool = True,
     ):
         self.mixture = load_mixture(mixture)
-        self.infos: dict[str, ModalityInfo] = {
+        self.infos: dict[str, ModalitySpec] = {
             name: config.modality(name) if config is not None else get_modality(name) for name in self.mixture.modalities
         }
-        self.pad_id = pad_id
-        self.sentinel_ids = tuple(int(i) for i in sentinel_ids)
-        self.sentinel_set = set(self.sentinel_ids)
+        self.special_tokens = SpecialTokens() if special_tokens is None else special_tokens
+        if not isinstance(self.special_tokens, SpecialTokens):
+            raise TypeError(f"special_tokens must be a SpecialTokens, got {type(self.special_tokens).__name__}.")
+        self.pad_id, self.sentinel_ids = self.special_tokens.pad_id, self.special_tokens.sentinel_ids
         if len(self.sentinel_ids) < 2:
-            raise ValueError(f"sentinel_ids must list at least [S_0] and [S_1], got {self.sentinel_ids}.")
+            raise ValueError(f"special_tokens must list at least [S_0] and [S_1], got {self.sentinel_ids}.")
         self.random_crop = random_crop
         self.rng = np.random.default_rng(seed)
         names = list(self.mixture.modalities)
@@ -395,17 +390,11 @@ class FourMMaskingCollator:
 
     @classmethod
     def from_tokenizer(cls, mixture: MaskingMixture | str | Path, tokenizer: Any, **kwargs: Any) -> "FourMMaskingCollator":
-        """Read `[PAD]` and the sentinels `[S_0]`, `[S_1]`, ... from a text tokenizer's vocabulary (`get_vocab()`)."""
-        vocab = tokenizer.get_vocab()
-        sentinels = []
-        while f"[S_{len(sentinels)}]" in vocab:
-            sentinels.append(vocab[f"[S_{len(sentinels)}]"])
-        if "[PAD]" not in vocab or len(sentinels) < 2:
-            raise ValueError("The tokenizer's vocabulary needs '[PAD]' and the sentinels '[S_0]', '[S_1]', ....")
-        return cls(mixture, pad_id=vocab["[PAD]"], sentinel_ids=sentinels, **kwargs)
+        """A collator with the special tokens of a text tokenizer (`SpecialTokens.from_tokenizer`)."""
+        return cls(mixture, special_tokens=SpecialTokens.from_tokenizer(tokenizer), **kwargs)
 
     @staticmethod
-    def _max_tokens(info: ModalityInfo) -> int:
+    def _max_tokens(info: ModalitySpec) -> int:
         return info.num_tokens if info.is_image else info.max_tokens
 
     def sequence_length(self, name: str) -> int:
@@ -432,7 +421,7 @@ class FourMMaskingCollator:
 
     # -- per modality ---------------------------------------------------------------------------------------------
 
-    def _image(self, rng: np.random.Generator, info: ModalityInfo, value: Any, n_in: int, n_tgt: int) -> dict:
+    def _image(self, rng: np.random.Generator, info: ModalitySpec, value: Any, n_in: int, n_tgt: int) -> dict:
         array = np.asarray(value)
         if info.kind == PIXELS:
             tensor = self._pixels(info, array)
@@ -455,10 +444,10 @@ class FourMMaskingCollator:
         return {"tensor": tensor, "input_mask": input_mask, "target_mask": target_mask, "decoder_attention_mask": attention}
 
     @staticmethod
-    def _pixels(info: ModalityInfo, array: np.ndarray) -> np.ndarray:
+    def _pixels(info: ModalitySpec, array: np.ndarray) -> np.ndarray:
         size, channels = info.image_size, info.num_channels
         if np.issubdtype(array.dtype, np.integer) and array.shape == (size, size, channels):  # 0-255 values
-            mean, std = np.array(IMAGENET_MEAN, dtype=np.float32), np.array(IMAGENET_STD, dtype=np.float32)
+            mean, std = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
             return ((array.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
         if np.issubdtype(array.dtype, np.floating) and array.shape == (channels, size, size):
             return array.astype(np.float32)
@@ -468,7 +457,7 @@ class FourMMaskingCollator:
         )
 
     @staticmethod
-    def _units(info: ModalityInfo, value: Any) -> list[tuple[int, ...]]:
+    def _units(info: ModalitySpec, value: Any) -> list[tuple[int, ...]]:
         """The sequence as masking units: one per token, or one per (non-empty) chunk, cut at `max_tokens`."""
         if isinstance(value, Mapping):
             if set(value) != {"chunks"}:
@@ -497,7 +486,8 @@ class FourMMaskingCollator:
         inputs, targets = mask_spans(units, keep.tolist(), lambda k: (sentinel(k),))
         # with no input budget the sequence is absent from the input: not even the sentinel is shown
         inputs = [token for unit in inputs for token in unit] if n_in else []
-        targets = truncate_target(rng, [token for unit in targets for token in unit], n_tgt, self.sentinel_set)
+        flat = [token for unit in targets for token in unit]
+        targets = truncate_target(rng, flat, n_tgt, self.special_tokens.sentinel_set)
         length = self.sequence_length(info.name)
         tensor = np.full(length, self.pad_id, dtype=np.int64)
         input_mask = np.ones(length, dtype=bool)
