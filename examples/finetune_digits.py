@@ -26,13 +26,14 @@ from datasets import Dataset
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from transformers import Trainer, TrainingArguments, set_seed
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from fourm_hf import FourMConfig, FourMForImageClassification, register_modality
 from fourm_hf.evaluation.metrics import classification_compute_metrics
 
 IMAGE_SIZE = 32
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+IMAGENET_MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
 
 
 def digits_pixels(scans: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 from datasets import DatasetDict, load_dataset, load_from_disk
 from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from fourm_hf import (
     LORA_TARGET_MODULES,
@@ -51,8 +52,8 @@ TASKS = {
     "semantic-segmentation": FourMForSemanticSegmentation,
     "depth-estimation": FourMForDepthEstimation,
 }
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.array(IMAGENET_DEFAULT_MEAN, dtype=np.float32)
+IMAGENET_STD = np.array(IMAGENET_DEFAULT_STD, dtype=np.float32)
 
 
 @dataclass
