@@ -1,4 +1,5 @@
-"""Build a small 4M, run one masked-modeling forward/backward pass, and round-trip it through save/load.
+"""Build a small 4M, run one masked-modeling forward/backward pass, and round-trip it through save/load (the full
+model through `AutoModelForMaskedLM`, its encoder alone through `AutoModel`).
 
     python examples/quickstart.py
 """
@@ -9,7 +10,7 @@ import torch
 
 import fourm_hf  # noqa: F401  (registers the "fourm" model type with the Auto classes)
 from fourm_hf import FourMConfig, FourMForMaskedModeling
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForMaskedLM
 
 
 def main() -> None:
@@ -45,11 +46,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         model.save_pretrained(directory)
-        reloaded = AutoModel.from_pretrained(directory)
+        reloaded = AutoModelForMaskedLM.from_pretrained(directory)
         same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
         loss_again = reloaded(modalities).loss
         print(f"Saved and reloaded as {type(reloaded).__name__}: weights identical: {same}, "
               f"loss identical: {torch.equal(loss_again, out.loss.detach())}.")
+        backbone = AutoModel.from_pretrained(directory)  # the encoder alone, as a feature extractor
+        features = backbone(pixel_values=modalities["rgb@224"]["tensor"]).last_hidden_state
+        print(f"AutoModel gives the {type(backbone).__name__}: RGB features {tuple(features.shape)}.")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def test_push_then_pull_native_model(tmp_path):
         run_client(
             f"""
             import fourm_hf
-            from transformers import AutoModel
-            model = AutoModel.from_pretrained("me/tiny-fourm")
+            from transformers import AutoModelForMaskedLM
+            model = AutoModelForMaskedLM.from_pretrained("me/tiny-fourm")
             assert type(model).__name__ == "FourMForMaskedModeling", type(model)
             model.save_pretrained({str(tmp_path / "pulled")!r})
             """,

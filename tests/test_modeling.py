@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 import fourm_hf
 from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get_modality, register_modality
@@ -148,8 +148,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
 def test_save_load_round_trip_is_bit_exact_and_auto_classes_work(model, tiny_config, tmp_path):
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "fourm"
-    loaded = AutoModel.from_pretrained(tmp_path)
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
     assert type(loaded) is FourMForMaskedModeling
+    assert type(AutoModel.from_pretrained(tmp_path)) is FourMEncoderModel
     assert type(AutoConfig.from_pretrained(tmp_path)) is FourMConfig
     state, loaded_state = model.state_dict(), loaded.state_dict()
     assert state.keys() == loaded_state.keys()

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from transformers.utils import logging
 
 from ..models.fourm_vq.configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .official_fourm import hub_kwargs, read_official_files
+from .official import fit_state_dict, read_official_files
 
 logger = logging.get_logger(__name__)
 
@@ -124,7 +123,8 @@ def is_official_tokenizer_config(config: dict[str, Any]) -> bool:
 
 
 def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> FourMVQConfig:
-    """Translate an official tokenizer config, completing it from the checkpoint's tensor shapes."""
+    """Translate an official tokenizer config, completing it from the checkpoint's tensor shapes (`architectures`
+    names the model class the weights are for)."""
     values = dict(official)
     if values.get("undo_std"):
         raise ValueError("Official tokenizers with undo_std=True (ImageNet-standardised inputs) are not supported.")
@@ -189,7 +189,7 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
         fields.update({ours: values[theirs] for theirs, ours in diffusion.items() if values.get(theirs) is not None})
         if fields["scheduler"] != "ddpm":
             fields["scheduler"] = "ddim"
-        return FourMDiVAEConfig(**fields, **_UNET_PATCHED)
+        return FourMDiVAEConfig(**fields, **_UNET_PATCHED, architectures=["FourMDiVAE"])
 
     decoder = _architecture(dec_type, "decoder")
     if decoder["mlp_ratio"] != fields["mlp_ratio"]:
@@ -202,25 +202,17 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
         fields["decoder_image_size"] = int(values["image_size_dec"])
     if values.get("patch_size_dec") is not None:
         fields["decoder_patch_size"] = int(values["patch_size_dec"])
-    return FourMVQVAEConfig(**fields)
+    return FourMVQVAEConfig(**fields, architectures=["FourMVQVAE"])
 
 
-def expected_state_shapes(config: FourMVQConfig) -> dict[str, torch.Size]:
-    """Every tensor a fourm_hf tokenizer of this config holds, with its shape (built on the meta device)."""
-    from ..models.fourm_vq.modeling_fourm_vq import FourMVQPreTrainedModel
-
-    model_class = FourMVQPreTrainedModel._class_for_config(config, "config")
-    with torch.device("meta"):
-        model = model_class(config)
-    return {k: v.shape for k, v in model.state_dict().items()}
-
-
-def convert_official_tokenizer_state_dict(
-    official: dict[str, torch.Tensor], config: FourMVQConfig
+def convert_official_vq_model_state_dict(
+    official: dict[str, torch.Tensor], config: FourMVQConfig, expected: dict[str, torch.Size]
 ) -> dict[str, torch.Tensor]:
-    """Map an official tokenizer state dict to fourm_hf keys and shapes; a `ValueError` names every tensor that does
-    not match the config (missing, unexpected or mis-shaped)."""
-    expected = expected_state_shapes(config)
+    """Map an official tokenizer state dict to fourm_hf keys and shapes (float32).
+
+    `expected` holds every tensor of the fourm_hf tokenizer of `config` with its shape; a `ValueError` names each
+    tensor that is missing, unexpected or mis-shaped.
+    """
     state: dict[str, torch.Tensor] = {}
     for key, tensor in official.items():
         if key == "quantize._codebook.initted":
@@ -228,53 +220,21 @@ def convert_official_tokenizer_state_dict(
                 raise ValueError("The checkpoint's codebook was never initialised (quantize._codebook.initted = 0).")
             continue
         state[rename_official_tokenizer_key(key)] = tensor
-    mismatched = []
-    for key in set(state) & set(expected):
-        if state[key].shape != expected[key]:
-            if state[key].numel() == expected[key].numel() and state[key].dim() != len(expected[key]):
-                state[key] = state[key].reshape(expected[key])  # Conv1d (C', C, 1) attention weights -> Linear
-            else:
-                mismatched.append(f"{key}: checkpoint {tuple(state[key].shape)} vs config {tuple(expected[key])}")
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            "The tokenizer checkpoint's tensors disagree with its config:"
-            + (f"\n  missing: {missing[:20]}" if missing else "")
-            + (f"\n  unexpected: {unexpected[:20]}" if unexpected else "")
-            + (f"\n  mismatched shapes: {sorted(mismatched)[:20]}" if mismatched else "")
-        )
-    return {k: v.float().contiguous() for k, v in state.items()}
+    # Conv1d (C', C, 1) attention weights become Linear weights in `fit_state_dict`
+    return {k: v.float() for k, v in fit_state_dict(state, expected, "tokenizer").items()}
 
 
 def read_official_tokenizer(path_or_repo: str | os.PathLike, **hub: Any) -> tuple[dict, str] | None:
     """`(official config dict, safetensors path)` if `path_or_repo` is an official 4M tokenizer, else None (see
-    `read_official_files`)."""
+    `official.read_checkpoint`)."""
     return read_official_files(path_or_repo, is_official_tokenizer_config, "4M tokenizer", **hub)
-
-
-def load_official_tokenizer(
-    path_or_repo: str | os.PathLike, kwargs: dict[str, Any]
-) -> tuple[FourMVQConfig, dict[str, torch.Tensor]] | None:
-    """Config and converted state dict of an official tokenizer, or None for anything else. Hub arguments are
-    consumed from `kwargs`."""
-    found = read_official_tokenizer(path_or_repo, **hub_kwargs(kwargs))
-    if found is None:
-        return None
-    official_config, weights_file = found
-    official_state = load_file(weights_file)
-    config = config_from_official(official_config, {k: tuple(v.shape) for k, v in official_state.items()})
-    logger.info(f"Converting official 4M tokenizer {path_or_repo} to {type(config).__name__}.")
-    for name in hub_kwargs(kwargs):
-        kwargs.pop(name)
-    return config, convert_official_tokenizer_state_dict(official_state, config)
 
 
 __all__ = [
     "OFFICIAL_TOKENIZER_KEY_RULES",
     "config_from_official",
-    "convert_official_tokenizer_state_dict",
+    "convert_official_vq_model_state_dict",
     "is_official_tokenizer_config",
-    "load_official_tokenizer",
     "read_official_tokenizer",
     "rename_official_tokenizer_key",
 ]

@@ -24,6 +24,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm import FourMConfig
+from ...conversion.official_fourm import convert_official_state_dict, is_official_model_config
+from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
 from ...generation.utils import FourMGenerationConfig, FourMGenerationMixin
 from ...modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, SEQUENCE_POSITIONS, ModalityInfo
 
@@ -678,7 +680,13 @@ def default_decoder_attention_mask(info: ModalityInfo, target_mask: torch.Tensor
 # Pretrained models
 
 
-class FourMPreTrainedModel(PreTrainedModel):
+class FourMPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
+    """Shared class attributes, weight init and loading (`FourMLoadingMixin.from_pretrained`) of the 4M models.
+
+    Tensors of the 4M body (`encoder.*`, `decoder.*`) must be in the checkpoint; task heads absent from it start
+    fresh.
+    """
+
     config_class = FourMConfig
     base_model_prefix = "encoder"
     main_input_name = "modalities"
@@ -687,6 +695,7 @@ class FourMPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["FourMEncoderLayer", "FourMDecoderLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    _required_key_prefixes = ("encoder.", "decoder.")
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -721,50 +730,30 @@ class FourMPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_token, std=std)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load a native checkpoint, or an official apple/ml-4m one (Hub-layout directory or repo id with
-        `config.json` + `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), which
-        is converted on load.
+    def _is_official_config(cls, config: dict[str, Any]) -> bool:
+        return is_official_model_config(config)
 
-        Tensors of the 4M body (`encoder.*`, `decoder.*`) that are missing, unexpected or shaped differently from
-        the config raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Task heads absent from
-        the checkpoint start fresh.
-        """
-        from ...conversion.official_fourm import load_official_checkpoint
+    @classmethod
+    def _config_from_official(cls, official_config: dict[str, Any], weights_file: str) -> FourMConfig:
+        return FourMConfig.from_official_config(official_config)
 
-        if pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
-            official = load_official_checkpoint(pretrained_model_name_or_path, cls, kwargs)
-            if official is not None:
-                pretrained_model_name_or_path = None
-                kwargs["config"], kwargs["state_dict"] = official
-        strict = not kwargs.pop("ignore_mismatched_sizes", False)
-        return_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
-        )
-        if strict:
-            problems = [
-                f"missing: {sorted(k for k in info['missing_keys'] if k.startswith(('encoder.', 'decoder.')))}",
-                f"unexpected: {sorted(info['unexpected_keys'])}",
-                f"mismatched shapes: {sorted(map(str, info['mismatched_keys']))}",
-            ]
-            problems = [p for p in problems if not p.endswith("[]")]
-            if problems:
-                raise ValueError(
-                    f"The checkpoint {pretrained_model_name_or_path or ''} disagrees with its config for "
-                    f"{cls.__name__}: " + "; ".join(problems)
-                )
-        return (model, info) if return_info else model
+    @classmethod
+    def _state_dict_from_official(
+        cls, official_state: dict[str, torch.Tensor], config: FourMConfig
+    ) -> dict[str, torch.Tensor]:
+        # official checkpoints hold the full encoder-decoder, whichever 4M class loads them
+        return convert_official_state_dict(official_state, config, meta_state_shapes(FourMForMaskedModeling, config))
 
 
 class FourMEncoderModel(FourMPreTrainedModel):
-    """The 4M encoder alone, as a backbone (the official `FMViT`). Loads from full 4M checkpoints.
+    """The 4M encoder alone, as a backbone (the official `FMViT`), and the class `AutoModel` gives. Loads the encoder
+    of any 4M checkpoint (masked model or task head, native or official layout) and ignores the rest.
 
     Call it with a modality dict (any encoder modality, official masks) or, for an RGB backbone, `pixel_values`
     of shape (B, 3, H, W) normalised with the ImageNet mean and std.
     """
 
-    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+    _keys_to_ignore_on_load_unexpected = [r"^(?!encoder\.)"]
 
     def __init__(self, config: FourMConfig):
         super().__init__(config)

@@ -27,9 +27,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
 
 from .configuration_fourm import FourMConfig
-from ...modalities.registry import PIXELS
+from ...modalities import PIXELS
 from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
-from ...conversion.official_fourm import hub_kwargs, load_official_checkpoint
+from ...conversion.hub import hub_kwargs
 
 TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "head_hidden_size": 256,
@@ -95,24 +95,19 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
             init.zeros_(module.bias)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load the encoder from any 4M checkpoint (native or official layout; see `FourMPreTrainedModel`); the head
-        starts fresh unless the checkpoint holds it.
-
-        Config fields can be overridden with keyword arguments for both layouts, e.g. `num_labels=10`,
-        `id2label={...}`, `encoder_drop_path_rate=0.1`, `head_hidden_size=128`.
-        """
+    def _prepare_config(
+        cls,
+        config: PreTrainedConfig | str | os.PathLike | None,
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        kwargs: dict[str, Any],
+    ) -> PreTrainedConfig | str | os.PathLike | None:
+        """Config fields given to `from_pretrained` override the checkpoint's, for both layouts, e.g. `num_labels=10`,
+        `id2label={...}`, `encoder_drop_path_rate=0.1`, `head_hidden_size=128`; the head starts fresh unless the
+        checkpoint holds it."""
         keys = _config_override_keys()
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in keys}
         if not overrides:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        config = kwargs.pop("config", None)
-        if pretrained_model_name_or_path is not None and "state_dict" not in kwargs:
-            official = load_official_checkpoint(pretrained_model_name_or_path, cls, kwargs)
-            if official is not None:
-                pretrained_model_name_or_path = None
-                config = official[0] if config is None else config
-                kwargs["state_dict"] = official[1]
+            return config
         if config is None or isinstance(config, (str, os.PathLike)):
             source = config or pretrained_model_name_or_path
             if source is None:
@@ -120,7 +115,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
             config = FourMConfig.from_pretrained(source, **hub_kwargs(kwargs))
         config = copy.deepcopy(config)
         _apply_config_overrides(config, overrides)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+        return config
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Stop (or restart) gradient updates of every encoder weight; the head stays trainable."""

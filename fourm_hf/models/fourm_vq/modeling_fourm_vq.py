@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .configuration_fourm_vq import FourMVQConfig, FourMVQVAEConfig
 from ..fourm.modeling_fourm import eager_attention_forward
+from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
+from ...conversion.official import safetensors_shapes
+from ...conversion.official_vq import (
+    config_from_official,
+    convert_official_vq_model_state_dict,
+    is_official_tokenizer_config,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -446,11 +454,11 @@ QUANTIZERS = {"cosine": FourMVQVAECosineQuantizer, "memcodes": FourMVQVAEMemcode
 # Pretrained models
 
 
-class FourMVQPreTrainedModel(PreTrainedModel):
+class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
     """Shared encoder side (optional class embedding, encoder, `quant_proj`, quantizer), input checks, weight init
-    and loading of official apple/ml-4m tokenizer checkpoints.
+    and loading (`FourMLoadingMixin.from_pretrained`, which converts official apple/ml-4m tokenizer checkpoints).
 
-    `FourMVQPreTrainedModel.from_pretrained(path)` returns a [`FourMVQVAE`] or a [`FourMDiVAE`], whichever the
+    `load_vq_model(path)` (`loading.py`) returns a [`FourMVQVAE`] or a [`FourMDiVAE`], whichever the
     checkpoint holds.
     """
 
@@ -462,6 +470,7 @@ class FourMVQPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["FourMVQVAEViTLayer", "FourMVQVAEBottleneckLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    _checkpoint_kind = "tokenizer"
 
     def __init__(self, config: FourMVQConfig):
         super().__init__(config)
@@ -511,43 +520,18 @@ class FourMVQPreTrainedModel(PreTrainedModel):
             init.uniform_(module.value_proj, -bound, bound)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load a native checkpoint, or an official apple/ml-4m tokenizer (Hub-layout directory or repo id with
-        `config.json` + `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), which is
-        converted on load. Called on `FourMVQPreTrainedModel`, it returns the class the checkpoint holds."""
-        from ...conversion.official_fourm import hub_kwargs
-        from ...conversion.official_vq import load_official_tokenizer
-
-        if pretrained_model_name_or_path is None or "state_dict" in kwargs or "config" in kwargs:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        official = load_official_tokenizer(pretrained_model_name_or_path, kwargs)
-        if official is not None:
-            config, state_dict = official
-            model_class = cls._class_for_config(config, pretrained_model_name_or_path)
-            return super(FourMVQPreTrainedModel, model_class).from_pretrained(
-                None, *args, config=config, state_dict=state_dict, **kwargs
-            )
-        config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs(kwargs))
-        model_class = cls._class_for_config(config, pretrained_model_name_or_path)
-        return super(FourMVQPreTrainedModel, model_class).from_pretrained(
-            pretrained_model_name_or_path, *args, **kwargs
-        )
+    def _is_official_config(cls, config: dict[str, Any]) -> bool:
+        return is_official_tokenizer_config(config)
 
     @classmethod
-    def _class_for_config(cls, config: PreTrainedConfig, path) -> type[FourMVQPreTrainedModel]:
-        """The tokenizer class of `config`; a `ValueError` if it is not `cls` or one of its subclasses."""
-        from .modeling_fourm_divae import FourMDiVAE
+    def _config_from_official(cls, official_config: dict[str, Any], weights_file: str) -> FourMVQConfig:
+        return config_from_official(official_config, safetensors_shapes(weights_file))
 
-        classes = {FourMVQVAEConfig: FourMVQVAE, FourMDiVAEConfig: FourMDiVAE}
-        model_class = classes.get(type(config))
-        if model_class is None:
-            raise ValueError(f"{path} is not a 4M tokenizer checkpoint (config type {type(config).__name__}).")
-        if not issubclass(model_class, cls):
-            raise ValueError(
-                f"{path} holds a {model_class.__name__} tokenizer; load it with {model_class.__name__} (or "
-                f"FourMVQPreTrainedModel), not {cls.__name__}."
-            )
-        return model_class
+    @classmethod
+    def _state_dict_from_official(
+        cls, official_state: dict[str, torch.Tensor], config: FourMVQConfig
+    ) -> dict[str, torch.Tensor]:
+        return convert_official_vq_model_state_dict(official_state, config, meta_state_shapes(cls, config))
 
     # -- encoding --------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""The one `from_pretrained` of every fourm_hf model (4M models, task heads, VQ models).
+
+Official apple/ml-4m checkpoints (a Hub repo or directory with the official `config.json` + `model.safetensors`, or
+a bare `.safetensors` file with the config in its metadata) are converted on load; native checkpoints go through
+transformers' `PreTrainedModel.from_pretrained`. Either way the loaded tensors are checked against the config.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from ..conversion.hub import hub_kwargs
+from ..conversion.official import read_checkpoint
+
+
+def meta_state_shapes(model_class: type[PreTrainedModel], config: PreTrainedConfig) -> dict[str, torch.Size]:
+    """Every tensor a `model_class` of `config` holds, with its shape (the model is built on the meta device)."""
+    with torch.device("meta"):
+        model = model_class(config)
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+class FourMLoadingMixin:
+    """`from_pretrained` for fourm_hf models; list it before `PreTrainedModel` in the bases.
+
+    A model family describes its checkpoints with:
+        `_checkpoint_kind`: what its checkpoints are called in error messages (`"model"`, `"tokenizer"`).
+        `_required_key_prefixes`: a checkpoint that lacks a tensor whose name starts with one of these is refused;
+            other missing tensors (fresh task heads) are initialised.
+        `_is_official_config`, `_config_from_official`, `_state_dict_from_official`: the official-layout hooks.
+    and may adjust the config before loading with `_prepare_config` (config overrides of the task heads).
+    """
+
+    _checkpoint_kind: ClassVar[str] = "model"
+    _required_key_prefixes: ClassVar[tuple[str, ...]] = ("",)
+
+    @classmethod
+    def _is_official_config(cls, config: dict[str, Any]) -> bool:
+        """Whether a `config.json` dict (or safetensors metadata) is an official checkpoint's of this family."""
+        raise NotImplementedError
+
+    @classmethod
+    def _config_from_official(cls, official_config: dict[str, Any], weights_file: str) -> PreTrainedConfig:
+        """The native config of an official checkpoint (`weights_file` is its safetensors file)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _state_dict_from_official(
+        cls, official_state: dict[str, torch.Tensor], config: PreTrainedConfig
+    ) -> dict[str, torch.Tensor]:
+        """The official tensors renamed and reshaped for a `cls` of `config`."""
+        raise NotImplementedError
+
+    @classmethod
+    def _prepare_config(
+        cls,
+        config: PreTrainedConfig | str | os.PathLike | None,
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        kwargs: dict[str, Any],
+    ) -> PreTrainedConfig | str | os.PathLike | None:
+        """The `config` to load with; may consume keyword arguments of `from_pretrained` from `kwargs`."""
+        return config
+
+    @classmethod
+    def _check_model_type(cls, source: str | os.PathLike, model_type: str | None, architectures: list | None) -> None:
+        """Refuse a checkpoint of another model type, naming the class it is for."""
+        expected = cls.config_class.model_type
+        if model_type != expected:
+            holds = (architectures or [model_type])[0]
+            raise ValueError(
+                f"{source} holds a {holds} {cls._checkpoint_kind}; load it with {holds}, not {cls.__name__} (which "
+                f"takes model_type {expected!r} checkpoints)."
+            )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any):
+        """Load a native checkpoint, or an official apple/ml-4m one (Hub repo id or directory with `config.json` +
+        `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), converted on load.
+
+        Tensors that are missing (see `_required_key_prefixes`), unexpected or shaped differently from the config
+        raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Other keyword arguments are those
+        of `PreTrainedModel.from_pretrained`; `name_or_path` of the model is what was passed.
+        """
+        source = pretrained_model_name_or_path
+        official = False
+        if source is not None and "state_dict" not in kwargs:
+            hub = hub_kwargs(kwargs)
+            found = read_checkpoint(source, cls._is_official_config, f"4M {cls._checkpoint_kind}", **hub)
+            if found is not None and found[1] is None:
+                cls._check_model_type(source, found[0].get("model_type"), found[0].get("architectures"))
+            elif found is not None:
+                official_config, weights_file = found
+                config = cls._config_from_official(official_config, weights_file)
+                cls._check_model_type(source, config.model_type, config.architectures)
+                kwargs["state_dict"] = cls._state_dict_from_official(load_file(weights_file), config)
+                kwargs.setdefault("config", config)
+                kwargs = {key: value for key, value in kwargs.items() if key not in hub}
+                pretrained_model_name_or_path, official = None, True
+        config = cls._prepare_config(kwargs.pop("config", None), pretrained_model_name_or_path, kwargs)
+        if config is not None:
+            kwargs["config"] = config
+
+        strict = not kwargs.pop("ignore_mismatched_sizes", False)
+        return_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True,
+            **kwargs,
+        )
+        if strict:
+            missing = sorted(k for k in info["missing_keys"] if k.startswith(cls._required_key_prefixes))
+            problems = [
+                f"missing: {missing}",
+                f"unexpected: {sorted(info['unexpected_keys'])}",
+                f"mismatched shapes: {sorted(map(str, info['mismatched_keys']))}",
+            ]
+            problems = [p for p in problems if not p.endswith("[]")]
+            if problems:
+                raise ValueError(
+                    f"The checkpoint {source or ''} disagrees with its config for {cls.__name__}: " + "; ".join(problems)
+                )
+        if official:
+            model.config.name_or_path = source
+            model.name_or_path = model.config.name_or_path
+        return (model, info) if return_info else model
+
+
+__all__ = ["FourMLoadingMixin", "meta_state_shapes"]
