@@ -63,7 +63,9 @@ def test_official_layout_repo_id_is_converted_on_load(tmp_path, official_checkpo
         run_client(
             f"""
             from fourm_hf import FourMForMaskedModeling
-            FourMForMaskedModeling.from_pretrained("me/official-layout-4m21").save_pretrained({str(tmp_path / "hub")!r})
+            model = FourMForMaskedModeling.from_pretrained("me/official-layout-4m21")
+            assert model.name_or_path == model.config.name_or_path == "me/official-layout-4m21", model.name_or_path
+            model.save_pretrained({str(tmp_path / "hub")!r})
             FourMForMaskedModeling.from_pretrained({str(source)!r}).save_pretrained({str(tmp_path / "local")!r})
             """,
             hub, tmp_path / "home",
