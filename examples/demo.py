@@ -166,12 +166,11 @@ def modality_names(settings: DemoSettings) -> dict[str, str]:
 def register_demo_modalities(settings: DemoSettings) -> dict[str, str]:
     """Register the demo's resolution: RGB pixels and three token grids of `image_size / patch_size` per side."""
     names = modality_names(settings)
-    size, patch = settings.image_size, settings.patch_size
-    register_modality(names["pixels"], "pixels", num_channels=3, image_size=size, patch_size=patch, overwrite=True)
+    patch = settings.patch_size
+    register_modality(names["pixels"], patch_size=patch, overwrite=True)
     for modality in IMAGE_MODALITIES:
         vocab = getattr(settings, f"{modality}_codebook_size")
-        register_modality(names[modality], "image_tokens", vocab_size=vocab, image_size=size, patch_size=patch,
-                          overwrite=True)  # fmt: skip
+        register_modality(names[modality], vocab_size=vocab, patch_size=patch, overwrite=True)
     return names
 
 

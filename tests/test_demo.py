@@ -2,6 +2,9 @@
 (tiny data, tokenizers and 4M, a few steps; the full `--quick` demo is too long for CI)."""
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import datasets
@@ -12,6 +15,8 @@ from conftest import imported_script
 from PIL import Image
 
 from fourm_hf import FourMForMaskedModeling, FourMProcessor, FourMVQVAE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 SMOKE_ARGS = [
@@ -149,3 +154,27 @@ def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
     assert all(isinstance(m, FourMVQVAE) and m.config.codebook_size == 32 for m in processor.vq_models.values())
     assert processor.tokenizer.sentinel_id(0) == 4 and processor.tokenizer.num_value_bins == 1000
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # scratch files are removed
+
+    # a fresh process reloads the saved 4M and processor without registering the @64 modalities, and generates
+    # with the RGB -> all recipe derived from the model's own modalities
+    code = textwrap.dedent(f"""
+        import json, numpy as np, torch
+        from fourm_hf import FourMForMaskedModeling, FourMGenerationConfig, FourMProcessor
+        from fourm_hf.modalities import MODALITIES
+        known = "tok_depth@64" in MODALITIES
+        model = FourMForMaskedModeling.from_pretrained({str(tmp_path / "fourm")!r}).eval()
+        processor = FourMProcessor.from_pretrained({str(tmp_path / "processor")!r})
+        recipe = FourMGenerationConfig.rgb_to_all(model.config)
+        image = np.zeros((64, 64, 3), np.uint8)
+        out = model.generate(processor(images=[image]), recipe, seed=0, progress_bar=False)
+        decoded = processor.postprocess(out, names=["tok_depth@64", "tok_semseg@64", "caption"])
+        print(json.dumps({{"known": known, "conditions": recipe.conditions, "targets": [t.modality for t in recipe.targets],
+                          "depth": list(decoded["tok_depth@64"].shape), "semseg": list(decoded["tok_semseg@64"].shape)}}))
+    """)
+    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["known"] is False and report["conditions"] == ["rgb@64"]
+    assert report["targets"] == ["tok_depth@64", "tok_semseg@64", "caption", "det"]
+    assert report["depth"] == [1, 64, 64] and report["semseg"] == [1, 64, 64]

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from ..modalities import get_modality
+from ..modalities import MODALITIES, get_family, get_modality
 from .rendering import render_image
 
 TITLE_HEIGHT = 20
@@ -28,7 +28,9 @@ def plot_modalities(
     """Draw one sample of decoded modalities (the output of `FourMProcessor.postprocess`) as a titled grid.
 
     Args:
-        decoded (`Mapping[str, Any]`): per modality name, the batch of decoded values.
+        decoded (`Mapping[str, Any]`): per modality name, the batch of decoded values. A name that is not a
+            registered modality but starts with a family name (`"tok_depth@truth"`) is drawn by that family and
+            titled as given.
         sample (`int`, *optional*, defaults to 0): which sample of the batch to draw.
         tile_size (`int`, *optional*, defaults to 224): side of each tile in pixels.
         columns (`int`, *optional*, defaults to 4): tiles per row.
@@ -39,15 +41,15 @@ def plot_modalities(
     """
     if not decoded:
         raise ValueError("Nothing to plot: `decoded` is empty.")
-    specs = {name: get_modality(name) for name in decoded}
-    missing = [name for name, spec in specs.items() if not spec.family.has("render")]
+    families = {name: get_modality(name).family if name in MODALITIES else get_family(name) for name in decoded}
+    missing = [name for name, family in families.items() if not family.has("render")]
     if missing:
         raise ValueError(
             f"No renderer for modalities {missing}: their families have none; give one with "
             "register_family(ModalityFamily(..., render=...))."
         )
-    renderers = {name: spec.family.function("render") for name, spec in specs.items()}
-    rgb_names = [name for name, spec in specs.items() if spec.family.name in ("rgb", "tok_rgb")]
+    renderers = {name: family.function("render") for name, family in families.items()}
+    rgb_names = [name for name, family in families.items() if family.name in ("rgb", "tok_rgb")]
     background = render_image(decoded[rgb_names[0]][sample], None, tile_size) if rgb_names else None
 
     rows = -(-len(decoded) // columns)
