@@ -21,7 +21,8 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
-from fourm_hf.models.fourm.modeling_fourm import additive_mask, eager_attention_forward
+from fourm_hf.models.fourm.modeling_fourm import additive_mask
+from fourm_hf.models.layers import eager_attention_forward
 
 TOKEN_MODALITIES = ["tok_rgb@224", "tok_depth@224", "tok_normal@224", "tok_semseg@224", "tok_clip@224"]
 

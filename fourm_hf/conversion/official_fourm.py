@@ -17,7 +17,6 @@ import torch
 from transformers.utils import logging
 
 from ..models.fourm.configuration_fourm import FourMConfig
-from .hub import hub_kwargs  # noqa: F401  (re-exported for fourm_hf.generation until it imports it from .hub)
 from .official import fit_state_dict, read_official_files
 
 logger = logging.get_logger(__name__)

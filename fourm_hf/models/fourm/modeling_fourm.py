@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm import FourMConfig
 from ...conversion.official_fourm import convert_official_state_dict, is_official_model_config
+from ..layers import FourMMLP, eager_attention_forward, sincos_1d, sincos_2d
 from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
 from ...generation.utils import FourMGenerationConfig, FourMGenerationMixin
 from ...modalities.registry import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, SEQUENCE_POSITIONS, ModalityInfo
@@ -84,22 +85,6 @@ class FourMMaskedModelingOutput(ModelOutput):
 # Position embeddings
 
 
-def sincos_1d(num_positions: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """(num_positions, dim) table: [sin(p w), cos(p w)] with w_k = temperature^(-k / (dim/2))."""
-    omega = 1.0 / temperature ** (torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
-    angles = torch.arange(num_positions, dtype=torch.float32)[:, None] * omega[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-
-def sincos_2d(grid_size: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """(grid_size**2, dim) table for a row-major square grid: [sin(r w), cos(r w), sin(c w), cos(c w)]."""
-    omega = 1.0 / temperature ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
-    rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
-    r = rows.flatten().float()[:, None] * omega[None]
-    c = cols.flatten().float()[:, None] * omega[None]
-    return torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], dim=1)
-
-
 def sequence_positions(mask: torch.Tensor) -> torch.Tensor:
     """Positions 0, 1, 2, ... counted over the unmasked entries of each row (0 where masked). (B, L) -> (B, L)."""
     positions = torch.cumsum(~mask, dim=1) - 1
@@ -125,7 +110,8 @@ class FourMModalityEmbedding(nn.Module):
 
     def default_position_table(self) -> torch.Tensor:
         dim = self.pos_emb.shape[1]
-        return sincos_2d(self.info.grid_size, dim) if self.info.is_image else sincos_1d(self.info.num_positions, dim)
+        grid = self.info.grid_size
+        return sincos_2d(grid, grid, dim) if self.info.is_image else sincos_1d(self.info.num_positions, dim)
 
     def sequence_embedding(self, mask: torch.Tensor, mod_emb: torch.Tensor, clip: int | None = None) -> torch.Tensor:
         """Position + modality embedding of a sequence whose unmasked entries count positions. (B, L) -> (B, L, D)."""
@@ -209,26 +195,6 @@ class FourMDecoderEmbedding(FourMModalityEmbedding):
 # Transformer layers
 
 
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain matmul-softmax attention. q, k, v: (B, H, L, hd); additive mask broadcastable to (B, H, Lq, Lk)."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = scores.softmax(dim=-1)
-    if dropout > 0.0:
-        weights = F.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2), weights  # (B, Lq, H, hd)
-
-
 class FourMAttention(nn.Module):
     """Multi-head attention; self-attention with a fused `qkv` projection, cross-attention with `q` and `kv`.
 
@@ -293,21 +259,12 @@ class FourMAttention(nn.Module):
         return self.proj(out.reshape(*hidden_states.shape[:-1], -1))
 
 
-class FourMMLP(nn.Module):
-    """SwiGLU (`down(act(gate(x)) * up(x))`) or plain (`down(act(up(x)))`) MLP."""
-
-    def __init__(self, config: FourMConfig):
-        super().__init__()
-        dim, hidden = config.hidden_size, config.mlp_hidden_size
-        self.gate_proj = nn.Linear(dim, hidden, bias=config.mlp_bias) if config.gated_mlp else None
-        self.up_proj = nn.Linear(dim, hidden, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(hidden, dim, bias=config.mlp_bias)
-        self.act = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_proj is not None:
-            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
-        return self.down_proj(self.act(self.up_proj(x)))
+def fourm_mlp(config: FourMConfig) -> FourMMLP:
+    """The MLP of a 4M layer: SwiGLU when `gated_mlp`, else plain, with the config's activation."""
+    return FourMMLP(
+        config.hidden_size, config.mlp_hidden_size, ACT2FN[config.hidden_act], gated=config.gated_mlp,
+        bias=config.mlp_bias,
+    )
 
 
 class FourMDropPath(nn.Module):
@@ -334,7 +291,7 @@ class FourMEncoderLayer(GradientCheckpointingLayer):
         self.norm1 = _norm(config)
         self.self_attn = FourMAttention(config)
         self.norm2 = _norm(config)
-        self.mlp = FourMMLP(config)
+        self.mlp = fourm_mlp(config)
         self.drop_path = FourMDropPath(drop_path)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -351,7 +308,7 @@ class FourMDecoderLayer(GradientCheckpointingLayer):
         self.context_norm = _norm(config)
         self.cross_attn = FourMAttention(config, cross=True, layer_idx=layer_idx)
         self.norm2 = _norm(config)
-        self.mlp = FourMMLP(config)
+        self.mlp = fourm_mlp(config)
         self.drop_path = FourMDropPath(drop_path)
 
     def forward(

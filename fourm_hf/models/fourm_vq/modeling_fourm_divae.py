@@ -19,7 +19,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig
-from ..fourm.modeling_fourm import eager_attention_forward
+from ..layers import eager_attention_forward
 from .modeling_fourm_vq import RECONSTRUCTION_LOSS_FUNCTIONS, FourMVQPreTrainedModel
 from .scheduling_fourm_divae import SCHEDULER_CLASSES, FourMNoiseScheduler
 

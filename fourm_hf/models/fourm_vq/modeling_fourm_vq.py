@@ -23,7 +23,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMVQConfig, FourMVQVAEConfig
-from ..fourm.modeling_fourm import eager_attention_forward
+from ..layers import FourMMLP, eager_attention_forward, sincos_2d
 from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
 from ...conversion.official import safetensors_shapes
 from ...conversion.official_vq import (
@@ -104,15 +104,9 @@ RECONSTRUCTION_LOSS_FUNCTIONS = {
 
 
 def sincos_position_table(height: int, width: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """The official fixed 2D sin-cos table, shape (1, dim, height, width): channels
-    `[sin(r w), cos(r w), sin(c w), cos(c w)]` for row r, column c and `w_i = temperature^(-i / (dim / 4))`."""
-    quarter = dim // 4
-    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
-    rows = torch.arange(height, dtype=torch.float32)[:, None, None] * omega  # (h, 1, dim/4)
-    cols = torch.arange(width, dtype=torch.float32)[None, :, None] * omega  # (1, w, dim/4)
-    rows, cols = rows.expand(height, width, quarter), cols.expand(height, width, quarter)
-    table = torch.cat([rows.sin(), rows.cos(), cols.sin(), cols.cos()], dim=-1)  # (h, w, dim)
-    return table.permute(2, 0, 1).unsqueeze(0)
+    """The official fixed 2D sin-cos table in the VQ models' layout, shape (1, dim, height, width) (see
+    `layers.sincos_2d` for the channels)."""
+    return sincos_2d(height, width, dim, temperature).transpose(0, 1).reshape(1, dim, height, width)
 
 
 def resize_position_table(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -147,19 +141,6 @@ class FourMVQVAEAttention(nn.Module):
         return self.proj(out.reshape(batch, length, -1))
 
 
-class FourMVQVAEMLP(nn.Module):
-    """`down(act(up(x)))` with exact GELU (ViT blocks) or tanh (post-MLP)."""
-
-    def __init__(self, hidden_size: int, intermediate_size: int, activation: type[nn.Module] = nn.GELU):
-        super().__init__()
-        self.up_proj = nn.Linear(hidden_size, intermediate_size)
-        self.act = activation()
-        self.down_proj = nn.Linear(intermediate_size, hidden_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.up_proj(x)))
-
-
 class FourMVQVAEViTLayer(GradientCheckpointingLayer):
     """Pre-norm Transformer block."""
 
@@ -168,7 +149,7 @@ class FourMVQVAEViTLayer(GradientCheckpointingLayer):
         self.norm1 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.self_attn = FourMVQVAEAttention(config, hidden_size, num_heads)
         self.norm2 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.mlp = FourMVQVAEMLP(hidden_size, int(hidden_size * config.mlp_ratio))
+        self.mlp = FourMMLP(hidden_size, int(hidden_size * config.mlp_ratio), nn.GELU())
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.self_attn(self.norm1(hidden_states))
@@ -181,7 +162,7 @@ class FourMVQVAEPostMLP(nn.Module):
     def __init__(self, config: FourMVQConfig, hidden_size: int):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.mlp = FourMVQVAEMLP(hidden_size, int(hidden_size * config.mlp_ratio), activation=nn.Tanh)
+        self.mlp = FourMMLP(hidden_size, int(hidden_size * config.mlp_ratio), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mlp(self.norm(x))
