@@ -113,6 +113,12 @@ def test_vq_model_of_the_wrong_class_is_refused(tmp_path):
     assert type(load_vq_model(tmp_path)) is FourMVQVAE
 
 
+def test_checkpoint_of_another_model_type_is_refused(official_checkpoints):
+    with pytest.raises(ValueError, match="is not a FourMVQVAE checkpoint: its config has model_type None, expected "
+                                         "'fourm_vqvae'"):
+        FourMVQVAE.from_pretrained(official_checkpoints["fm_4m7_style"])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # name_or_path of official-layout loads
 

@@ -68,14 +68,17 @@ class FourMLoadingMixin:
 
     @classmethod
     def _check_model_type(cls, source: str | os.PathLike, model_type: str | None, architectures: list | None) -> None:
-        """Refuse a checkpoint of another model type, naming the class it is for."""
+        """Refuse a checkpoint of another model type, naming the class it is for when its config says."""
         expected = cls.config_class.model_type
-        if model_type != expected:
-            holds = (architectures or [model_type])[0]
-            raise ValueError(
-                f"{source} holds a {holds} {cls._checkpoint_kind}; load it with {holds}, not {cls.__name__} (which "
-                f"takes model_type {expected!r} checkpoints)."
-            )
+        if model_type == expected:
+            return
+        owner = (architectures or [None])[0]
+        if owner:
+            raise ValueError(f"{source} holds a {owner} {cls._checkpoint_kind}; load it with {owner}, not {cls.__name__}.")
+        raise ValueError(
+            f"{source} is not a {cls.__name__} checkpoint: its config has model_type {model_type!r}, expected "
+            f"{expected!r}."
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any):
