@@ -184,7 +184,9 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _walk(node: ast.AST, in_function: bool = False, type_checking: bool = False) -> Iterator[tuple[ast.AST, bool, bool]]:
+def _walk(
+    node: ast.AST, in_function: bool = False, type_checking: bool = False
+) -> Iterator[tuple[ast.AST, bool, bool]]:
     """Every import statement under `node`, with whether it sits in a function body / an `if TYPE_CHECKING:` block."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.Import, ast.ImportFrom)):

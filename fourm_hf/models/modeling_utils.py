@@ -74,7 +74,8 @@ class FourMLoadingMixin:
             return
         owner = (architectures or [None])[0]
         if owner:
-            raise ValueError(f"{source} holds a {owner} {cls._checkpoint_kind}; load it with {owner}, not {cls.__name__}.")
+            kind = cls._checkpoint_kind
+            raise ValueError(f"{source} holds a {owner} {kind}; load it with {owner}, not {cls.__name__}.")
         raise ValueError(
             f"{source} is not a {cls.__name__} checkpoint: its config has model_type {model_type!r}, expected "
             f"{expected!r}."
@@ -124,7 +125,8 @@ class FourMLoadingMixin:
             problems = [p for p in problems if not p.endswith("[]")]
             if problems:
                 raise ValueError(
-                    f"The checkpoint {source or ''} disagrees with its config for {cls.__name__}: " + "; ".join(problems)
+                    f"The checkpoint {source or ''} disagrees with its config for {cls.__name__}: "
+                    + "; ".join(problems)
                 )
         if official:
             model.config.name_or_path = source
