@@ -12,6 +12,20 @@ import pytest
 import torch
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def isolated_modality_registry() -> Iterator[None]:
+    """Each test starts from the registry as it was and leaves it so: a modality or family that one test registers
+    (e.g. `rgb@64` with 8-pixel patches in the demo) never leaks into the next."""
+    from fourm_hf.modalities import FAMILIES, MODALITIES
+
+    modalities, families = dict(MODALITIES), dict(FAMILIES)
+    yield
+    MODALITIES.clear()
+    MODALITIES.update(modalities)
+    FAMILIES.clear()
+    FAMILIES.update(families)
 OFFICIAL_4M = FIXTURES / "official_4m"
 PARITY_CASES = ("fm_4m7_style", "fm_4m21_style")
 

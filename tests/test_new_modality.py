@@ -33,7 +33,7 @@ from fourm_hf import (
     register_modality,
 )
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
-from fourm_hf.modalities import FAMILIES, MODALITIES
+from fourm_hf.modalities import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,14 +99,14 @@ json.dump(report, open(root + "/report.json", "w"))
 
 @pytest.fixture
 def heat_family(tmp_path, monkeypatch):
-    """Register the `tok_heat` family (from an importable module) and `tok_heat@32`, `rgb@32`; undone afterwards."""
+    """Register the `tok_heat` family (from an importable module) and `tok_heat@32`, `rgb@32` (the conftest fixture
+    restores the registry afterwards)."""
     module_dir = tmp_path / "user_code"
     module_dir.mkdir()
     (module_dir / "heat_family.py").write_text(HEAT_FAMILY_MODULE)
     monkeypatch.syspath_prepend(str(module_dir))
     import heat_family
 
-    saved_modalities, saved_families = dict(MODALITIES), dict(FAMILIES)
     family = register_family(
         ModalityFamily(
             name="tok_heat", kind="image_tokens", defaults={"vocab_size": 32, "patch_size": 8},
@@ -118,8 +118,6 @@ def heat_family(tmp_path, monkeypatch):
     register_modality("tok_heat@32")
     register_modality("rgb@32")
     yield family, module_dir
-    MODALITIES.clear(), MODALITIES.update(saved_modalities)
-    FAMILIES.clear(), FAMILIES.update(saved_families)
     sys.modules.pop("heat_family", None)
 
 
@@ -127,12 +125,12 @@ def test_registering_a_resolution_or_a_family_is_one_call(heat_family):
     spec = get_modality("tok_heat@32")
     assert (spec.kind, spec.vocab_size, spec.image_size, spec.patch_size, spec.num_tokens) == ("image_tokens", 32, 32, 8, 16)
     assert spec.family is FAMILIES["tok_heat"]
-    depth64 = register_modality("tok_depth@64", patch_size=8)
-    assert (depth64.vocab_size, depth64.num_tokens, depth64.family.name) == (8192, 64, "tok_depth")
-    assert depth64.family.function("render").__name__ == "render_depth"
+    depth96 = register_modality("tok_depth@96", patch_size=8)
+    assert (depth96.vocab_size, depth96.num_tokens, depth96.family.name) == (8192, 144, "tok_depth")
+    assert depth96.family.function("render").__name__ == "render_depth"
     saved = spec.to_dict()
     assert saved["family"]["preprocess"] == "heat_family:preprocess"  # a custom family travels whole
-    assert depth64.to_dict()["family"] == "tok_depth"  # a built-in one by name
+    assert depth96.to_dict()["family"] == "tok_depth"  # a built-in one by name
     with pytest.raises(ValueError, match="Modality 'tok_heat@33': image_size \\(33\\) must be a positive multiple"):
         register_modality("tok_heat@33")
     with pytest.raises(ValueError, match="family 'tok_mystery' is not registered; give its kind"):
