@@ -16,7 +16,7 @@ from fourm_hf.data.masking import (
     split_masked_sequence,
 )
 from fourm_hf.modalities import get_modality
-from fourm_hf.data.serialization import merge_spans
+from fourm_hf.data.sequences import merge_spans
 
 PAD, EOS = 0, 3
 SENTINELS = list(range(4, 204))  # [S_k] = 4 + k, as in the official vocabulary

@@ -13,7 +13,8 @@ from fourm_hf import (
     FourMVQVAEConfig,
     register_modality,
 )
-from fourm_hf.data.serialization import boxes_to_text, mask_spans
+from fourm_hf.data.sequences import mask_spans
+from fourm_hf.data.serialization import boxes_to_text
 
 CORPUS = ["a photo of a red car parked next to a tall tree.", "two dogs, playing with a ball on the beach"] * 5
 # Tiny image-token modalities: 32x32 inputs, 8x8 patches -> 16 tokens, codebooks of 64.

@@ -11,8 +11,6 @@ from fourm_hf.data.serialization import (
     SAMInstance,
     SAMQuery,
     boxes_to_text,
-    mask_spans,
-    merge_spans,
     metadata_to_chunks,
     metadata_to_text,
     palette_to_text,
@@ -249,28 +247,3 @@ def test_sam_errors():
         sam_instances_to_text([SAMQuery((1, 1), [SAMInstance((0, 0, 1, 1), [1, 2, 3])])])
     with pytest.raises(ValueError, match="pixel coordinates"):
         sam_instances_to_text([SAMQuery((1, 1000))])
-
-
-# --- spans ---------------------------------------------------------------------------------------------------------------
-
-
-def test_mask_spans_official_example():
-    inputs, targets = mask_spans(
-        ["a", "dog", "on", "grass", "[EOS]"], [True, False, False, True, False], "[S_{}]".format
-    )
-    assert inputs == ["a", "[S_1]", "grass", "[S_2]"]
-    assert targets == ["[S_1]", "dog", "on", "[S_2]", "[EOS]", "[S_3]"]
-
-
-@given(st.lists(st.tuples(st.integers(200, 300), st.booleans())))
-def test_spans_round_trip(tokens_and_keep):
-    tokens, keep = [t for t, _ in tokens_and_keep], [k for _, k in tokens_and_keep]
-    # sentinel k is the id k: ids 1..len+1 never collide with the tokens (>= 200)
-    inputs, targets = mask_spans(tokens, keep, int)
-    assert [t for t in inputs if t < 200] == list(range(1, len(inputs) - sum(keep) + 1))
-    assert merge_spans(inputs, targets, set(range(1, len(tokens) + 2))) == tokens
-
-
-def test_mask_spans_error():
-    with pytest.raises(ValueError, match="3 tokens but 2 keep flags"):
-        mask_spans([1, 2, 3], [True, False], str)

@@ -110,31 +110,34 @@ class SpecialTokens:
 def blank_target(
     spec: ModalitySpec,
     batch_size: int,
-    num_tokens: int | None = None,
+    length: int | None = None,
     special_tokens: SpecialTokens = SpecialTokens(),
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
     """An empty target of `spec` (the official initialisation), in the forward contract's mask polarity.
 
-    Image tokens: `num_tokens` (default: the whole grid) zero ids, all hidden and all to be predicted. Sequences:
-    `[S_1] [S_1] [PAD] ... [S_2]` of `num_tokens` (default: the modality's `max_tokens`), the first `[S_1]` visible,
-    the rest the target span, with `decoder_attention_mask` 1 on the span (causal decoding, the training default).
+    Image tokens: the whole grid of zero ids, all hidden and all to be predicted. Sequences:
+    `[S_1] [S_1] [PAD] ... [S_2]` of `length` tokens (default: the modality's `max_tokens`), the first `[S_1]`
+    visible, the rest the target span, with `decoder_attention_mask` 1 on the span (causal decoding, the training
+    default).
     """
     if spec.kind not in (IMAGE_TOKENS, SEQUENCE):
         raise ValueError(f"{spec.name} is a {spec.kind} modality and cannot be a target.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{spec.name}: batch_size must be a positive int, got {batch_size!r}.")
     if spec.kind == IMAGE_TOKENS:
-        shape = (batch_size, spec.num_tokens if num_tokens is None else num_tokens)
+        if length not in (None, spec.num_tokens):
+            raise ValueError(f"{spec.name} has {spec.num_tokens} tokens; a blank target cannot have length {length!r}.")
+        shape = (batch_size, spec.num_tokens)
         return {
             "tensor": torch.zeros(shape, dtype=torch.long, device=device),
             "input_mask": torch.ones(shape, dtype=torch.bool, device=device),
             "target_mask": torch.zeros(shape, dtype=torch.bool, device=device),
         }
-    length = spec.max_tokens if num_tokens is None else num_tokens
+    length = spec.max_tokens if length is None else length
     if isinstance(length, bool) or not isinstance(length, int) or length < 2:
         raise ValueError(
-            f"{spec.name}: a blank sequence target needs at least 2 tokens ([S_1] and the span), got {length!r}."
+            f"{spec.name}: a blank sequence target needs a length of at least 2 ([S_1] and the span), got {length!r}."
         )
     tensor = torch.full((batch_size, length), special_tokens.pad_id, dtype=torch.long, device=device)
     tensor[:, :2] = special_tokens.sentinel(1)

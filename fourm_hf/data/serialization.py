@@ -5,18 +5,17 @@
 as `v1=<n>` followed by `3n` channel values, human poses and SAM instances as keyword-led groups of value tokens.
 Each `*_to_text` function here has a `text_to_*` inverse; parsers skip special tokens (`[EOS]`, `[PAD]`,
 sentinels) and drop malformed groups, since they also read model outputs. Span masking with sentinels (how
-captions and all other sequences are split into an encoder input and a decoder target) is `mask_spans` /
-`merge_spans`.
+captions and all other sequences are split into an encoder input and a decoder target) lives in
+`fourm_hf.data.sequences`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TypeVar
 
 from transformers.utils import logging
 
@@ -27,8 +26,6 @@ NUM_BINS = 1000
 # otherwise v1=c-512.
 CODE_SPLIT = 512
 _VALUE_TOKEN = re.compile(r"^v(\d)=(\d+)$")
-
-T = TypeVar("T", bound=Hashable)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -494,55 +491,6 @@ def text_to_sam_instances(text: str, num_bins: int = NUM_BINS) -> list[SAMQuery]
     return [q for q in queries if q is not None]
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Span masking with sentinels
-
-
-def mask_spans(tokens: Sequence[T], keep: Sequence[bool], sentinel: Callable[[int], T]) -> tuple[list[T], list[T]]:
-    """T5-style span masking: every maximal run of dropped tokens becomes sentinel k (k = 1, 2, ...) in the input and
-    `sentinel(k)` followed by the run in the target; the target ends with the next unused sentinel.
-
-    >>> mask_spans("a dog on grass [EOS]".split(), [1, 0, 0, 1, 0], lambda k: f"[S_{k}]")
-    (['a', '[S_1]', 'grass', '[S_2]'], ['[S_1]', 'dog', 'on', '[S_2]', '[EOS]', '[S_3]'])
-    """
-    if len(tokens) != len(keep):
-        raise ValueError(f"mask_spans: {len(tokens)} tokens but {len(keep)} keep flags.")
-    inputs, targets, count, previous_kept = [], [], 0, True
-    for token, kept in zip(tokens, keep):
-        if kept:
-            inputs.append(token)
-        else:
-            if previous_kept:
-                count += 1
-                inputs.append(sentinel(count))
-                targets.append(sentinel(count))
-            targets.append(token)
-        previous_kept = bool(kept)
-    targets.append(sentinel(count + 1))
-    return inputs, targets
-
-
-def merge_spans(inputs: Sequence[T], targets: Sequence[T], sentinels: Collection[T]) -> list[T]:
-    """Invert `mask_spans`: replace each sentinel of `inputs` by the tokens following it in `targets`.
-
-    A sentinel with no span in `targets` contributes nothing; target tokens before the first sentinel are ignored.
-    """
-    spans: dict[T, list[T]] = {}
-    current = None
-    for token in targets:
-        if token in sentinels:
-            current = spans.setdefault(token, [])
-        elif current is not None:
-            current.append(token)
-    merged = []
-    for token in inputs:
-        if token in sentinels:
-            merged.extend(spans.get(token, []))
-        else:
-            merged.append(token)
-    return merged
-
-
 __all__ = [
     "METADATA_FIELDS",
     "NUM_BINS",
@@ -552,8 +500,6 @@ __all__ = [
     "SAMInstance",
     "SAMQuery",
     "boxes_to_text",
-    "mask_spans",
-    "merge_spans",
     "metadata_to_chunks",
     "metadata_to_text",
     "palette_to_text",

@@ -30,7 +30,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
 from ...conversion.hub import hub_kwargs
-from ...data.serialization import merge_spans
+from ...data.sequences import blank_target, merge_spans
 from ...modalities import (
     IMAGE_TOKENS,
     MODALITIES,
@@ -190,28 +190,7 @@ class FourMProcessor(ProcessorMixin):
 
     def empty_target(self, name: str, batch_size: int, length: int | None = None) -> dict[str, torch.Tensor]:
         """An empty target of `name`: every image token, or a whole sequence behind one sentinel, to be predicted."""
-        info = self.modality(name)
-        if not info.has_decoder:
-            raise ValueError(f"{name} is a {info.kind} modality and cannot be a target.")
-        if info.kind == IMAGE_TOKENS:
-            n = info.num_tokens
-            return {
-                "tensor": torch.zeros(batch_size, n, dtype=torch.long),
-                "input_mask": torch.ones(batch_size, n, dtype=torch.bool),
-                "target_mask": torch.zeros(batch_size, n, dtype=torch.bool),
-            }
-        n = max(length or info.max_tokens, 2)
-        tensor = torch.full((batch_size, n), self.tokenizer.pad_token_id, dtype=torch.long)
-        tensor[:, :2] = self.tokenizer.sentinel_id(1)
-        tensor[:, -1] = self.tokenizer.sentinel_id(2)
-        input_mask = torch.ones(batch_size, n, dtype=torch.bool)
-        input_mask[:, 0] = False
-        return {
-            "tensor": tensor,
-            "input_mask": input_mask,
-            "target_mask": ~input_mask,
-            "decoder_attention_mask": input_mask.long(),  # 1 on the target span
-        }
+        return blank_target(self.modality(name), batch_size, length, self.tokenizer.special_tokens)
 
     @staticmethod
     def _visible(tensor: torch.Tensor, num_tokens: int, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -311,17 +290,13 @@ class FourMProcessor(ProcessorMixin):
 
     def decode_text(self, ids: Sequence[int]) -> str:
         """Text of a merged id sequence: up to the first `[EOS]`, without `[PAD]` and sentinels."""
-        ids = list(ids)
-        if self.tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(self.tokenizer.eos_token_id)]
-        drop = set(self.tokenizer.sentinel_ids.values()) | {self.tokenizer.pad_token_id}
-        return self.tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False).strip()
+        return self.tokenizer.decode(self.tokenizer.special_tokens.content(ids), skip_special_tokens=False).strip()
 
     def _decode_sequence(self, info: ModalitySpec, entry: Mapping[str, Any]) -> list:
         tensor = torch.as_tensor(entry["tensor"]).detach().cpu()
         input_mask = entry.get("input_mask")
         target_mask = entry.get("target_mask")
-        sentinels = set(self.tokenizer.sentinel_ids.values())
+        sentinels = self.tokenizer.special_tokens.sentinel_set
         parse = info.family.function("parse") if info.family.has("parse") else str
         samples = []
         for row in range(tensor.shape[0]):

@@ -19,7 +19,7 @@ from tokenizers.models import WordPiece
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging
 
-from ...data.serialization import merge_spans
+from ...data.sequences import SpecialTokens, merge_spans, sentinel_token
 
 logger = logging.get_logger(__name__)
 
@@ -37,11 +37,6 @@ COCO_CLASSES = (
 
 # Value-token families: v0..v3 are xmin, ymin, xmax, ymax for boxes and are reused as generic value slots.
 NUM_VALUE_AXES = 4
-
-
-def sentinel_token(index: int) -> str:
-    """The text of span-masking sentinel `index`, e.g. `[S_1]`."""
-    return f"[S_{index}]"
 
 
 def value_token(axis: int, value: int) -> str:
@@ -108,14 +103,14 @@ class FourMTokenizer(PreTrainedTokenizerFast):
         return super().convert_to_native_format(trust_remote_code=trust_remote_code, **kwargs)
 
     @cached_property
+    def special_tokens(self) -> SpecialTokens:
+        """`[PAD]`, `[EOS]` and the sentinels, as the collator, the processor and generation take them."""
+        return SpecialTokens.from_tokenizer(self)
+
+    @property
     def sentinel_ids(self) -> dict[int, int]:
         """Map from sentinel index k to the id of `[S_k]`."""
-        vocab = self.get_vocab()
-        ids, k = {}, 0
-        while sentinel_token(k) in vocab:
-            ids[k] = vocab[sentinel_token(k)]
-            k += 1
-        return ids
+        return dict(enumerate(self.special_tokens.sentinel_ids))
 
     @cached_property
     def num_value_bins(self) -> int:
@@ -128,9 +123,7 @@ class FourMTokenizer(PreTrainedTokenizerFast):
 
     def sentinel_id(self, index: int) -> int:
         """Id of `[S_index]`."""
-        if index not in self.sentinel_ids:
-            raise ValueError(f"Sentinel [S_{index}] is not in the vocabulary ({len(self.sentinel_ids)} sentinels).")
-        return self.sentinel_ids[index]
+        return self.special_tokens.sentinel(index)
 
     def merge_sentinel_spans(self, input_ids: Sequence[int], target_ids: Sequence[int]) -> list[int]:
         """Rebuild a span-masked sequence: each sentinel in `input_ids` is replaced by the tokens that follow the same
@@ -138,7 +131,7 @@ class FourMTokenizer(PreTrainedTokenizerFast):
 
         >>> # input "a [S_1] grass [S_2]", target "[S_1] dog on [S_2] [EOS] [S_3]" -> "a dog on grass [EOS]"
         """
-        return merge_spans(list(input_ids), list(target_ids), set(self.sentinel_ids.values()))
+        return merge_spans(list(input_ids), list(target_ids), self.special_tokens.sentinel_set)
 
     @classmethod
     def train_new(
