@@ -15,15 +15,6 @@ from transformers import (
     AutoTokenizer,
 )
 
-from .models.fourm.configuration_fourm import FourMConfig
-from .models.fourm_vq.configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
-from .generation.utils import (
-    FourMGenerationConfig,
-    FourMGenerationMixin,
-    FourMTargetSchedule,
-    generate_with_super_resolution,
-)
-from .models.fourm.image_processing_fourm import FourMImageProcessor
 from .data.masking import (
     FourMMaskingCollator,
     MaskingMixture,
@@ -31,6 +22,11 @@ from .data.masking import (
     available_mixtures,
     load_mixture,
 )
+from .data.sequences import SpecialTokens
+from .evaluation.visualization import plot_modalities
+from .generation.configuration_fourm_generation import FourMGenerationConfig, FourMTargetSchedule
+from .generation.super_resolution import generate_with_super_resolution
+from .generation.utils import FourMGenerationMixin
 from .modalities import (
     MODALITIES,
     ModalityFamily,
@@ -41,6 +37,8 @@ from .modalities import (
     register_family,
     register_modality,
 )
+from .models.fourm.configuration_fourm import FourMConfig
+from .models.fourm.image_processing_fourm import FourMImageProcessor
 from .models.fourm.modeling_fourm import (
     FourMEncoderModel,
     FourMEncoderOutput,
@@ -48,10 +46,6 @@ from .models.fourm.modeling_fourm import (
     FourMMaskedModelingOutput,
     FourMPreTrainedModel,
 )
-from .models.fourm_vq.modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
-from .models.fourm_vq.modeling_fourm_vq import FourMVQEncoderOutput, FourMVQPreTrainedModel, FourMVQVAE, FourMVQVAEOutput
-from .models.fourm_vq.scheduling_fourm_divae import FourMDDIMScheduler, FourMDDPMScheduler
-from .models.fourm_vq.loading import load_tokenizer, load_vq_model
 from .models.fourm.modeling_fourm_tasks import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
@@ -61,7 +55,16 @@ from .models.fourm.modeling_fourm_tasks import (
 )
 from .models.fourm.processing_fourm import FourMProcessor
 from .models.fourm.tokenization_fourm import FourMTokenizer
-from .evaluation.visualization import plot_modalities
+from .models.fourm_vq.configuration_fourm_vq import FourMDiVAEConfig, FourMVQConfig, FourMVQVAEConfig
+from .models.fourm_vq.loading import load_tokenizer, load_vq_model
+from .models.fourm_vq.modeling_fourm_divae import FourMDiVAE, FourMDiVAEOutput
+from .models.fourm_vq.modeling_fourm_vq import (
+    FourMVQEncoderOutput,
+    FourMVQPreTrainedModel,
+    FourMVQVAE,
+    FourMVQVAEOutput,
+)
+from .models.fourm_vq.scheduling_fourm_divae import FourMDDIMScheduler, FourMDDPMScheduler
 
 __version__ = "0.1.0"
 
@@ -113,6 +116,7 @@ __all__ = [
     "ModalityFamily",
     "ModalitySpec",
     "SeededMaskingDataset",
+    "SpecialTokens",
     "available_mixtures",
     "generate_with_super_resolution",
     "get_family",

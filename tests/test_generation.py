@@ -1,4 +1,4 @@
-"""Chained generation (`fourm_hf.generation.utils`): schedules, processors, the official generation cases, KV cache,
+"""Chained generation (`fourm_hf.generation`): schedules, processors, the official generation cases, KV cache,
 guidance, seeds, schemes, recipes and errors. Speed is measured in benchmarks/bench_generation.py, not here."""
 
 import math
@@ -13,13 +13,14 @@ from fourm_hf import (
     FourMForMaskedModeling,
     FourMGenerationConfig,
     FourMTargetSchedule,
+    SpecialTokens,
     generate_with_super_resolution,
     get_modality,
 )
-from fourm_hf.generation import utils as gen
+from fourm_hf.generation import schedules, schemes
+from fourm_hf.generation.logits_process import FourMGuidanceLogitsProcessor, sampling_warpers
 
 S1, S2, EOS, PAD = 5, 6, 3, 0  # [S_1], [S_2], [EOS], [PAD] in the released WordPiece tokenizer
-TEXT = gen._TextIds(pad=PAD, first_sentinel=4, num_sentinels=200)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,10 +65,10 @@ def same(a: dict, b: dict) -> bool:
 
 
 def test_cosine_token_schedule_matches_official_examples():
-    assert gen.cosine_token_schedule(8, 784) == [30, 85, 127, 150, 150, 127, 85, 30]
-    assert gen.cosine_token_schedule(1, 196) == [196]
+    assert schedules.cosine_token_schedule(8, 784) == [30, 85, 127, 150, 150, 127, 85, 30]
+    assert schedules.cosine_token_schedule(1, 196) == [196]
     for steps, tokens in [(8, 196), (25, 196), (12, 16)]:
-        counts = gen.cosine_token_schedule(steps, tokens)
+        counts = schedules.cosine_token_schedule(steps, tokens)
         assert len(counts) == steps and sum(counts) == tokens
         # the official formula: round(T (c_i - c_{i+1})), c_i = (1 + cos(pi i / S)) / 2, remainder last
         c = [0.5 * (1 + math.cos(math.pi * i / steps)) for i in range(steps + 1)]
@@ -75,21 +76,21 @@ def test_cosine_token_schedule_matches_official_examples():
 
 
 def test_linear_token_schedule_matches_official_examples():
-    assert gen.linear_token_schedule(25, 196) == [8] * 21 + [7] * 4
-    assert gen.linear_token_schedule(49, 196) == [4] * 49
-    assert gen.linear_token_schedule(8, 196) == [25] * 4 + [24] * 4
-    assert gen.linear_token_schedule(1, 196) == [196]
+    assert schedules.linear_token_schedule(25, 196) == [8] * 21 + [7] * 4
+    assert schedules.linear_token_schedule(49, 196) == [4] * 49
+    assert schedules.linear_token_schedule(8, 196) == [25] * 4 + [24] * 4
+    assert schedules.linear_token_schedule(1, 196) == [196]
 
 
 def test_temperature_schedules_match_official_examples():
-    linear8 = gen.linear_token_schedule(8, 196)
-    assert gen.linear_temperature_schedule(1.0, linear8) == pytest.approx(
+    linear8 = schedules.linear_token_schedule(8, 196)
+    assert schedules.linear_temperature_schedule(1.0, linear8) == pytest.approx(
         [1.0, 0.872, 0.745, 0.617, 0.49, 0.367, 0.245, 0.122], abs=1e-3
     )
-    assert gen.onex_temperature_schedule(3.0, linear8, 0.5, 0.5) == pytest.approx(
+    assert schedules.onex_temperature_schedule(3.0, linear8, 0.5, 0.5) == pytest.approx(
         [2.68, 1.98, 1.54, 1.22, 0.98, 0.79, 0.64, 0.5], abs=6e-3
     )
-    onex49 = gen.onex_temperature_schedule(6.0, gen.linear_token_schedule(49, 196), 0.5, 0.5)
+    onex49 = schedules.onex_temperature_schedule(6.0, schedules.linear_token_schedule(49, 196), 0.5, 0.5)
     assert onex49[:3] == pytest.approx([5.89, 4.69, 3.97], abs=6e-3)
     assert onex49[-3:] == pytest.approx([0.53, 0.51, 0.5], abs=6e-3)
     target = FourMTargetSchedule(
@@ -187,29 +188,27 @@ def test_guidance_plan_grows_conditions():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Processors and sequence merging
+# Processors
 
 
 def test_guidance_processor_matches_transformers_and_weighted_sum():
     cond1, cond2, uncond = torch.randn(3, 4, 10).unbind(0)
-    single = gen.FourMGuidanceLogitsProcessor([3.0])(None, torch.cat([cond1, uncond]))
+    single = FourMGuidanceLogitsProcessor([3.0])(None, torch.cat([cond1, uncond]))
     input_ids = torch.zeros(4, 1, dtype=torch.long)  # transformers checks the doubled batch against it
     reference = ClassifierFreeGuidanceLogitsProcessor(3.0)(input_ids, torch.cat([cond1, uncond]))
     torch.testing.assert_close(single, reference)
-    multi = gen.FourMGuidanceLogitsProcessor([2.0, -0.5])(None, torch.cat([cond1, cond2, uncond]))
+    multi = FourMGuidanceLogitsProcessor([2.0, -0.5])(None, torch.cat([cond1, cond2, uncond]))
     torch.testing.assert_close(multi, uncond + 2.0 * (cond1 - uncond) - 0.5 * (cond2 - uncond))
     # scales <= 1 are allowed (transformers' processor refuses them): 0 is the unconditional pass
-    torch.testing.assert_close(gen.FourMGuidanceLogitsProcessor([0.0])(None, torch.cat([cond1, uncond])), uncond)
+    torch.testing.assert_close(FourMGuidanceLogitsProcessor([0.0])(None, torch.cat([cond1, uncond])), uncond)
 
 
 def test_top_p_keeps_the_official_nucleus():
     """The transformers top-p warper keeps the same tokens as the official rule: sort descending, drop tokens whose
     preceding cumulative probability already exceeds p (so the first token crossing p is kept)."""
-    plan = gen._TargetPlan(FourMTargetSchedule("caption"), get_modality("caption"), temperatures=[1.0])
     logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 3
     for top_p in (0.3, 0.8, 0.95):
-        cfg = FourMGenerationConfig(top_p=top_p)
-        kept = torch.isfinite(gen.FourMGenerationMixin._warpers(cfg, plan)(None, logits.clone(), cur_step=0))
+        kept = torch.isfinite(sampling_warpers(0, top_p, 30000, [1.0])(None, logits.clone(), cur_step=0))
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)
         expected = torch.zeros_like(kept).scatter(1, order, before <= top_p)
@@ -217,31 +216,12 @@ def test_top_p_keeps_the_official_nucleus():
 
 
 def test_top_k_fraction_and_temperature_schedule():
-    plan = gen._TargetPlan(FourMTargetSchedule("caption"), get_modality("caption"), temperatures=[2.0, 0.5])
-    warpers = gen.FourMGenerationMixin._warpers(FourMGenerationConfig(top_k=0.001), plan)  # 30 of 30000 tokens
+    warpers = sampling_warpers(0.001, 1.0, 30000, [2.0, 0.5])  # top-k 30 of 30000 tokens
     scores = torch.randn(3, 30000)
     out = warpers(None, scores.clone(), cur_step=1)
     assert (torch.isfinite(out).sum(-1) == 30).all()
     top = scores.topk(30).indices
     torch.testing.assert_close(out.gather(1, top), scores.gather(1, top) / 0.5)
-
-
-def test_merge_generated_span():
-    # blank target: [S_1] visible, everything after the closing [S_2] is dropped
-    tensor = torch.tensor([[S1, S1, PAD, PAD, S2], [S1, S1, PAD, PAD, S2]])
-    hidden = torch.tensor([[False, True, True, True, True]] * 2)
-    generated = torch.tensor([[S1, 1040, 1041, S2, 1042], [S1, 1050, S2, 1051, 1052]])
-    merged, padding = gen.merge_generated_span(tensor, hidden, generated, TEXT)
-    assert merged.tolist() == [[1040, 1041], [1050, PAD]]
-    assert padding.tolist() == [[False, False], [False, True]]
-    # two sentinels in the input, filled in order; tokens after a non-sentinel stop token are kept
-    tensor = torch.tensor([[1010, S1, 1011, S2, 1012]])
-    generated = torch.tensor([[S1, 1020, 1021, S2, 1022, EOS, 1023]])
-    merged, _ = gen.merge_generated_span(tensor, torch.zeros_like(tensor, dtype=torch.bool), generated, TEXT)
-    assert merged.tolist() == [[1010, 1020, 1021, 1011, 1022, EOS, 1023, 1012]]
-    # no visible token: the official default [S_1]
-    merged, _ = gen.merge_generated_span(tensor, torch.ones_like(tensor, dtype=torch.bool), generated, TEXT)
-    assert merged.tolist() == [[1020, 1021]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -389,19 +369,20 @@ def test_parallel_schemes_decode_every_token_once(model, monkeypatch):
     committed = []
 
     def recording(scheme):
-        def select(target_mask, num_select, generator):
-            committed.append([scheme.select_queries(target_mask, num_select, generator)])
-            return committed[-1][0]
+        class Recording(type(scheme)):
+            def select_queries(self, target_mask, num_select, generator):
+                committed.append([super().select_queries(target_mask, num_select, generator)])
+                return committed[-1][0]
 
-        def accept(confidence, num_select):
-            indices = scheme.accept(confidence, num_select)
-            committed[-1].append(indices)
-            return indices
+            def accept(self, confidence, num_select):
+                indices = super().accept(confidence, num_select)
+                committed[-1].append(indices)
+                return indices
 
-        return gen.ParallelDecodingScheme(select, accept)
+        return Recording()
 
     for name in ("maskgit", "roar"):
-        monkeypatch.setitem(gen.PARALLEL_SCHEMES, name, recording(gen.PARALLEL_SCHEMES[name]))
+        monkeypatch.setitem(schemes.DECODING_SCHEMES, name, recording(schemes.DECODING_SCHEMES[name]))
     chain = config(
         FourMTargetSchedule("tok_depth@224", "maskgit", num_steps=8, temperature=1.0),
         FourMTargetSchedule("tok_normal@224", "roar", num_steps=5, temperature=1.0),
@@ -493,8 +474,9 @@ def test_multi_condition_guidance(model):
         targets=[FourMTargetSchedule(**target, guidance_scale=[2.0, 1.0]),
                  FourMTargetSchedule("caption", num_tokens=12, temperature=1.0, guidance_scale=[1.0, 1.0, 0.5])],
     )  # fmt: skip
-    plan = model._plan_targets(two_groups, model._prepare_generation_inputs(inputs, two_groups, TEXT))[0]
-    passes = model._guidance_passes(model._prepare_generation_inputs(inputs, two_groups, TEXT), plan, TEXT)
+    prepared = model._prepare_generation_inputs(inputs, two_groups)
+    plan = model._plan_targets(two_groups, prepared)[0]
+    passes = schemes.guidance_passes(model.config, prepared, plan, SpecialTokens())
     visible = [{m: int((~p[m]["input_mask"]).sum()) for m in ("rgb@224", "det")} for p in passes]
     assert visible == [{"rgb@224": 392, "det": 0}, {"rgb@224": 0, "det": 12}, {"rgb@224": 0, "det": 2}]
     out = model.generate(inputs, two_groups, seed=2, progress_bar=False)
@@ -623,7 +605,7 @@ def test_progress_bar(model, capsys):
     "inputs, kwargs, error, match",
     [
         ({"tok_dept@224": {"tensor": torch.zeros(1, 196)}}, {}, ValueError, "Unknown modality 'tok_dept@224'"),
-        ({"rgb@224": torch.zeros(1, 3, 224, 224)}, {}, ValueError, "must be a dict with a torch.Tensor"),
+        ({"rgb@224": torch.zeros(1, 3, 224, 224)}, {}, ValueError, "must be a dict with a 'tensor' entry"),
         ({}, {}, ValueError, "non-empty dict"),
         ({**rgb(1), "caption": {"tensor": torch.zeros(2, 5, dtype=torch.long)}}, {}, ValueError, "same batch size"),
         ({"rgb@224": {**rgb(1)["rgb@224"], "input_mask": torch.zeros(1, 10, dtype=torch.bool)}}, {}, ValueError,
@@ -639,3 +621,26 @@ def test_generate_input_errors(model, inputs, kwargs, error, match):
     chain = config(FourMTargetSchedule("tok_depth@224", guidance_scale=2.0))
     with pytest.raises(error, match=match):
         model.generate(inputs, chain, progress_bar=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "inputs, error",
+    [
+        ({"rgb@224": {"tensor": torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8)}}, TypeError),  # 0-255
+        ({**rgb(1), "tok_depth@224": {"tensor": torch.full((1, 196), 0.5)}}, TypeError),  # fractional token ids
+        ({"rgb@224": {"tensor": torch.randn(1, 3, 112, 112)}}, ValueError),  # wrong image size
+        ({**rgb(1), "caption": {"tensor": torch.tensor([5, 1040, 3])}}, ValueError),  # 1-D ids
+        ({**rgb(1), "caption": {"tensor": torch.tensor([[5, 30000, 3]])}}, ValueError),  # out of the vocabulary
+        ({**rgb(1), "tok_depth@224": {"tensor": torch.zeros(1, 100, dtype=torch.long)}}, ValueError),  # wrong grid
+        ({**rgb(1), "caption": {"tensor": torch.zeros(1, 600, dtype=torch.long)}}, ValueError),  # > 512 visible
+        ({**rgb(1), "rgb@448": {"tensor": torch.randn(1, 3, 448, 448)}}, ValueError),  # not a modality of the model
+    ],
+    ids=["uint8_pixels", "float_ids", "image_size", "1d_ids", "out_of_vocab", "grid", "too_long", "unknown"],
+)
+def test_generate_rejects_what_forward_rejects(model, inputs, error):
+    """generate runs the forward's input checks: the same exception, with the same message, for every bad input."""
+    with pytest.raises(error) as forward_error:
+        model(inputs)
+    with pytest.raises(error) as generate_error:
+        model.generate(inputs, config(FourMTargetSchedule("tok_normal@224", temperature=0.0)), progress_bar=False)
+    assert str(generate_error.value) == str(forward_error.value)
