@@ -13,8 +13,18 @@ from typing import Any
 
 from transformers.utils import logging
 
+from ..checks import check_bool, check_choice, close_match
 from .families import BUILTIN_FAMILIES, BUILTIN_RESOLUTIONS
-from .spec import MODALITY_KINDS, ModalityFamily, ModalitySpec, family_name, resolution_of
+from .spec import (
+    IMAGE_TOKENS,
+    MODALITY_KINDS,
+    PIXELS,
+    ModalityFamily,
+    ModalitySpec,
+    check_name,
+    family_name,
+    resolution_of,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -27,6 +37,7 @@ def register_family(family: ModalityFamily, overwrite: bool = False) -> Modality
     """Add a modality family (its codec, serialiser, renderer, defaults...) and return it."""
     if not isinstance(family, ModalityFamily):
         raise TypeError(f"register_family takes a ModalityFamily, got {type(family).__name__}.")
+    check_bool(overwrite, "overwrite")
     known = FAMILIES.get(family.name)
     if known is not None and known != family and not overwrite:
         raise ValueError(f"Family {family.name!r} is already registered differently; pass overwrite=True to replace it.")
@@ -37,10 +48,13 @@ def register_family(family: ModalityFamily, overwrite: bool = False) -> Modality
 def get_family(name: str) -> ModalityFamily:
     """The family named `name` (or the family of the modality `name`), or a `ValueError` listing the known ones."""
     if not isinstance(name, str):
-        raise TypeError(f"A family name is a string, got {type(name).__name__}.")
+        raise TypeError(f"A family name is a string, got {type(name).__name__} {name!r}.")
     family = FAMILIES.get(family_name(name))
     if family is None:
-        raise ValueError(f"Unknown modality family {family_name(name)!r}. Known families: {sorted(FAMILIES)}.")
+        raise ValueError(
+            f"Unknown modality family {family_name(name)!r}.{close_match(family_name(name), FAMILIES)} "
+            f"Known families: {sorted(FAMILIES)}."
+        )
     return family
 
 
@@ -50,11 +64,15 @@ def build_spec(name: str, kind: str | None = None, family: ModalityFamily | str 
     The family is `family` (a description or a registered name), else the registered family of the name's prefix;
     without either, a bare family of `kind` is made (one that cannot preprocess, decode or draw).
     """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"A modality name is a non-empty string, got {name!r}.")
+    check_name(name, "modality")
+    if kind is not None:
+        check_choice(kind, f"Modality {name!r}: kind", MODALITY_KINDS)
     unknown = sorted(set(fields) - _SPEC_FIELDS)
     if unknown:
-        raise TypeError(f"Modality {name!r}: unknown fields {unknown}; a spec has {sorted(_SPEC_FIELDS)}.")
+        raise TypeError(
+            f"Modality {name!r}: unknown fields {unknown}; a spec has {sorted(_SPEC_FIELDS)}."
+            f"{close_match(unknown[0], _SPEC_FIELDS)}"
+        )
     if isinstance(family, str):
         family = get_family(family)
     elif family is None:
@@ -73,7 +91,7 @@ def build_spec(name: str, kind: str | None = None, family: ModalityFamily | str 
     kind = kind or family.kind
     values = {**family.defaults, **fields}
     resolution = resolution_of(name)
-    if resolution is not None and values.get("image_size") is None:
+    if resolution is not None and values.get("image_size") is None and kind in (PIXELS, IMAGE_TOKENS):
         values["image_size"] = resolution
     return ModalitySpec(name=name, kind=kind, family=family, **values)
 
@@ -90,6 +108,7 @@ def register_modality(
 
     A new family is described once (`family=ModalityFamily(...)`, also registered) and its resolutions follow.
     """
+    check_bool(overwrite, "overwrite")
     spec = build_spec(name, kind, family, **fields)
     if spec.family.name not in FAMILIES:
         register_family(spec.family)
@@ -106,7 +125,9 @@ def get_modality(name: str) -> ModalitySpec:
     if not isinstance(name, str):
         raise TypeError(f"A modality name is a string, got {type(name).__name__} {name!r}.")
     if name not in MODALITIES:
-        raise ValueError(f"Unknown modality {name!r}. Known modalities: {sorted(MODALITIES)}.")
+        raise ValueError(
+            f"Unknown modality {name!r}.{close_match(name, MODALITIES)} Known modalities: {sorted(MODALITIES)}."
+        )
     return MODALITIES[name]
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..checks import check_bool, check_choice, check_int, close_match
+
 PIXELS = "pixels"
 IMAGE_TOKENS = "image_tokens"
 SEQUENCE = "sequence"
@@ -26,6 +28,17 @@ MODALITY_KINDS = (PIXELS, IMAGE_TOKENS, SEQUENCE, SEQUENCE_EMBEDDING)
 
 # Sequence position tables have 512 rows in every released checkpoint, whatever the modality's max length.
 SEQUENCE_POSITIONS = 512
+
+# The integer spec fields and the kinds that use each; a field given to another kind would be ignored, so it is refused.
+SPEC_INT_FIELDS = {
+    "vocab_size": (IMAGE_TOKENS, SEQUENCE),
+    "image_size": (PIXELS, IMAGE_TOKENS),
+    "patch_size": (PIXELS, IMAGE_TOKENS),
+    "num_channels": (PIXELS,),
+    "max_length": (SEQUENCE, SEQUENCE_EMBEDDING),
+    "max_tokens": (SEQUENCE, SEQUENCE_EMBEDDING),
+    "embedding_dim": (SEQUENCE_EMBEDDING,),
+}
 
 # The modality dict of the model's forward and generate: per modality name, `tensor` and its masks.
 Modalities = dict[str, dict[str, torch.Tensor]]
@@ -57,8 +70,20 @@ def resolution_of(name: str) -> int | None:
     if not suffix:
         return None
     if not suffix.isdigit() or int(suffix) <= 0:
-        raise ValueError(f"Modality {name!r}: the part after '@' must be a positive resolution in pixels.")
+        raise ValueError(
+            f"Modality {name!r}: the part after '@' must be a positive resolution in pixels, e.g. "
+            f"'{family_name(name)}@224'."
+        )
     return int(suffix)
+
+
+def check_name(name: Any, what: str) -> str:
+    """A modality or family name: a non-empty string without whitespace or '.' (names become parameter keys)."""
+    if not isinstance(name, str):
+        raise TypeError(f"A {what} name is a string, got {type(name).__name__} {name!r}.")
+    if not name or "." in name or any(c.isspace() for c in name):
+        raise ValueError(f"A {what} name is a non-empty string without spaces or '.', got {name!r}.")
+    return name
 
 
 def reference(function: Callable) -> str:
@@ -148,10 +173,30 @@ class ModalityFamily:
     builtin: bool = field(default=False, repr=False)
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name or "@" in self.name or "." in self.name:
-            raise ValueError(f"A family name is a non-empty string without '@' or '.', got {self.name!r}.")
-        if self.kind not in MODALITY_KINDS:
-            raise ValueError(f"Family {self.name!r}: kind must be one of {MODALITY_KINDS}, got {self.kind!r}.")
+        check_name(self.name, "family")
+        if "@" in self.name:
+            raise ValueError(
+                f"A family name has no '@' (the resolution belongs to the modality name), got {self.name!r}; "
+                f"use {family_name(self.name)!r}."
+            )
+        check_choice(self.kind, f"Family {self.name!r}: kind", MODALITY_KINDS)
+        if not isinstance(self.defaults, Mapping):
+            raise TypeError(
+                f"Family {self.name!r}: defaults must be a dict of spec fields, got {type(self.defaults).__name__}."
+            )
+        check_bool(self.boxes_follow_crops, f"Family {self.name!r}: boxes_follow_crops")
+        if self.generation_order is not None:
+            check_int(self.generation_order, f"Family {self.name!r}: generation_order")
+        if self.vq_model is not None and not isinstance(self.vq_model, VQModelPreset):
+            raise TypeError(
+                f"Family {self.name!r}: vq_model must be a VQModelPreset, got {type(self.vq_model).__name__}."
+            )
+        generation = self.generation
+        if not isinstance(generation, Mapping) or not all(isinstance(v, Mapping) for v in generation.values()):
+            raise TypeError(
+                f"Family {self.name!r}: generation must be a dict {{situation: {{schedule settings}}}}, got "
+                f"{self.generation!r}."
+            )
         for key in FAMILY_FUNCTIONS:
             value = getattr(self, key)
             if value is not None and not (callable(value) or isinstance(value, str)):
@@ -159,9 +204,13 @@ class ModalityFamily:
                     f"Family {self.name!r}: {key} must be a function {FAMILY_FUNCTIONS[key]} or a 'module:qualname' "
                     f"string, got {type(value).__name__}."
                 )
-        unknown = set(self.defaults) - {f.name for f in dataclasses.fields(ModalitySpec)} - {"name", "kind", "family"}
+        fields = {f.name for f in dataclasses.fields(ModalitySpec)} - {"name", "kind", "family"}
+        unknown = sorted(set(self.defaults) - fields)
         if unknown:
-            raise ValueError(f"Family {self.name!r}: unknown spec defaults {sorted(unknown)}.")
+            raise ValueError(
+                f"Family {self.name!r}: unknown spec defaults {unknown}; a spec has {sorted(fields)}."
+                f"{close_match(unknown[0], fields)}"
+            )
         wrong = set(self.generation) - {"from_rgb", "to_rgb", "super_resolution"}
         if wrong:
             raise ValueError(
@@ -270,26 +319,33 @@ class ModalitySpec:
     learned_position_embedding: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or "." in self.name or not self.name:
-            raise ValueError(f"Modality names are non-empty strings without '.', got {self.name!r}.")
-        if self.kind not in MODALITY_KINDS:
-            raise ValueError(f"Modality {self.name!r}: kind must be one of {MODALITY_KINDS}, got {self.kind!r}.")
+        check_name(self.name, "modality")
+        check_choice(self.kind, f"Modality {self.name!r}: kind", MODALITY_KINDS)
         if not isinstance(self.family, ModalityFamily):
             raise TypeError(f"Modality {self.name!r}: family must be a ModalityFamily, got {type(self.family).__name__}.")
         if self.family.kind != self.kind:
             raise ValueError(
                 f"Modality {self.name!r} is {self.kind} but its family {self.family.name!r} is {self.family.kind}."
             )
-        for key in ("vocab_size", "image_size", "patch_size", "num_channels", "max_length", "max_tokens", "embedding_dim"):
+        for key, kinds in SPEC_INT_FIELDS.items():
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"Modality {self.name!r}: {key} must be a positive integer, got {value!r}.")
-        if self.is_image:
-            if not self.image_size or not self.patch_size or self.image_size % self.patch_size:
+            if value is None:
+                continue
+            check_int(value, f"Modality {self.name!r}: {key}", minimum=1)
+            if self.kind not in kinds:
                 raise ValueError(
-                    f"Modality {self.name!r}: image_size ({self.image_size}) must be a positive multiple of "
-                    f"patch_size ({self.patch_size})."
+                    f"Modality {self.name!r} ({self.kind}) has no {key} (only {', '.join(kinds)} modalities do); "
+                    f"got {key}={value!r}."
                 )
+        check_bool(self.learned_position_embedding, f"Modality {self.name!r}: learned_position_embedding")
+        resolution = resolution_of(self.name)
+        if resolution is not None and not self.is_image:
+            raise ValueError(
+                f"Modality {self.name!r} ({self.kind}) has no resolution: only image-like names take '@<size>'; "
+                f"name it {family_name(self.name)!r}."
+            )
+        if self.is_image:
+            self._check_image_sizes(resolution)
         if self.kind in (IMAGE_TOKENS, SEQUENCE) and not self.vocab_size:
             raise ValueError(f"Modality {self.name!r} ({self.kind}) needs a vocab_size.")
         if self.kind == PIXELS and not self.num_channels:
@@ -303,6 +359,25 @@ class ModalitySpec:
                 )
             if self.max_tokens is None:
                 object.__setattr__(self, "max_tokens", self.max_length)
+
+    def _check_image_sizes(self, resolution: int | None) -> None:
+        if self.image_size is None:
+            raise ValueError(
+                f"Modality {self.name!r} ({self.kind}) needs a resolution: name it '{self.name}@<size>' or give "
+                "image_size=."
+            )
+        if resolution is not None and resolution != self.image_size:
+            raise ValueError(
+                f"Modality {self.name!r}: the name says {resolution} pixels but image_size={self.image_size}; name it "
+                f"'{family_name(self.name)}@{self.image_size}' or leave image_size out."
+            )
+        if self.patch_size is None:
+            raise ValueError(f"Modality {self.name!r} ({self.kind}) needs a patch_size.")
+        if self.patch_size > self.image_size or self.image_size % self.patch_size:
+            raise ValueError(
+                f"Modality {self.name!r}: image_size ({self.image_size}) must be a positive multiple of patch_size "
+                f"({self.patch_size}), so that the image is a whole grid of patches."
+            )
 
     @property
     def id(self) -> int:
@@ -359,6 +434,7 @@ __all__ = [
     "ModalityFamily",
     "ModalitySpec",
     "VQModelPreset",
+    "check_name",
     "family_name",
     "modality_id",
     "reference",

@@ -16,6 +16,7 @@ as the released models and tokenizers expect:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.utils import logging
+
+from ...checks import check_bool, check_choice, check_int, check_number
 
 logger = logging.get_logger(__name__)
 
@@ -60,11 +63,42 @@ def _channels_last(array: np.ndarray, channels: int, modality: str) -> np.ndarra
     elif array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
         array = array.transpose(1, 2, 0)
     if array.ndim != 3 or array.shape[-1] != channels:
+        hint = " (drop the alpha channel: image[..., :3])" if array.ndim == 3 and array.shape[-1] == 4 else ""
         raise ValueError(
             f"{modality}: expected an image with {channels} channel(s) as (H, W, C), (C, H, W)"
-            f"{' or (H, W)' if channels == 1 else ''}, got shape {tuple(array.shape)}."
+            f"{' or (H, W)' if channels == 1 else ''}, got shape {tuple(array.shape)}{hint}."
         )
     return array
+
+
+def _image_batch(
+    images: ImageLike | Sequence[ImageLike], channels: int, modality: str, pil_mode: str | None = None
+) -> list[np.ndarray]:
+    """A single image or a batch as channels-last arrays, each checked: an image (not None, not a path), a real
+    numeric dtype (not bool, complex or object), finite values. PIL images are converted to `pil_mode` first."""
+    batch = _as_list(images, single_channel=channels == 1)
+    if not batch:
+        raise ValueError(f"{modality}: got an empty batch (0 images); pass at least one image.")
+    arrays = []
+    for index, image in enumerate(batch):
+        if image is None or isinstance(image, (str, bytes, os.PathLike)):
+            hint = "" if image is None else "; load it first, e.g. with PIL.Image.open"
+            raise TypeError(
+                f"{modality}: image {index} of the batch is {type(image).__name__}{hint}; expected a PIL image, "
+                "a NumPy array or a torch tensor."
+            )
+        if pil_mode is not None and isinstance(image, Image.Image):
+            image = image.convert(pil_mode)
+        array = _channels_last(_to_numpy(image), channels, modality)
+        if array.dtype == np.bool_ or array.dtype.kind not in "uif":
+            raise TypeError(f"{modality}: image {index} has dtype {array.dtype}; expected integer or float values.")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ValueError(
+                f"{modality}: image {index} has {bad} NaN or infinite values; fill them first (e.g. np.nan_to_num)."
+            )
+        arrays.append(array)
+    return arrays
 
 
 class FourMImageProcessor(BaseImageProcessor):
@@ -105,6 +139,22 @@ class FourMImageProcessor(BaseImageProcessor):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_int(image_size, "image_size", minimum=1)
+        check_int(patch_size, "patch_size", minimum=1)
+        if isinstance(resample, bool) or resample not in {int(r) for r in PILImageResampling}:
+            names = ", ".join(f"{r.name}={int(r)}" for r in PILImageResampling)
+            raise ValueError(f"resample must be a PILImageResampling ({names}), got {resample!r}.")
+        check_bool(do_center_crop, "do_center_crop")
+        for name, values in (("image_mean", image_mean), ("image_std", image_std)):
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 3:
+                raise ValueError(f"{name} must be 3 numbers (one per RGB channel), got {values!r}.")
+            for value in values:
+                check_number(value, name, 0, open_minimum=name == "image_std")
+        check_number(depth_scale, "depth_scale", 0, open_minimum=True)
+        check_number(depth_truncation, "depth_truncation", 0, 0.5, open_maximum=True)
+        check_number(depth_epsilon, "depth_epsilon", 0)
+        check_int(num_semseg_classes, "num_semseg_classes", minimum=1)
+        check_int(semseg_void_label, "semseg_void_label")
         self.image_size = image_size
         self.patch_size = patch_size
         self.resample = int(resample)
@@ -121,13 +171,17 @@ class FourMImageProcessor(BaseImageProcessor):
     # Geometry
 
     def _output_size(self, size: int | None, modality: str) -> int:
-        size = self.image_size if size is None else size
+        size = self.image_size if size is None else check_int(size, f"{modality}: size", minimum=1)
         if size % self.patch_size:
             raise ValueError(f"{modality}: size {size} is not a multiple of the patch size {self.patch_size}.")
         return size
 
     def crop_and_resize(self, array: np.ndarray, size: int, resample: int, modality: str) -> np.ndarray:
         """Centre-crop `(H, W, C)` to a square and resize it to `size` (per channel in float32, unless uint8 RGB)."""
+        check_int(size, f"{modality}: size", minimum=1)
+        if not isinstance(array, np.ndarray) or array.ndim != 3:
+            shape = tuple(array.shape) if isinstance(array, np.ndarray) else type(array).__name__
+            raise ValueError(f"{modality}: crop_and_resize takes an array of shape (H, W, C), got {shape}.")
         height, width = array.shape[:2]
         if min(height, width) < self.patch_size:
             raise ValueError(
@@ -161,23 +215,19 @@ class FourMImageProcessor(BaseImageProcessor):
             normalization (`str`, *optional*, defaults to `"imagenet"`): `"imagenet"` for the 4M pixel input,
                 `"tokenizer"` for the RGB tokenizer ([-1, 1]).
         """
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"rgb: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+        check_choice(normalization, "rgb: normalization", NORMALIZATIONS)
         size = self._output_size(size, "rgb")
         mean, std = (
             (self.image_mean, self.image_std) if normalization == "imagenet" else (TOKENIZER_MEAN, TOKENIZER_STD)
         )
         batch = []
-        for image in _as_list(images):
-            if isinstance(image, Image.Image):
-                image = image.convert("RGB")
-            array = _channels_last(_to_numpy(image), 3, "rgb")
+        for index, array in enumerate(_image_batch(images, 3, "rgb", pil_mode="RGB")):
             if array.dtype != np.uint8:
-                array = array.astype(np.float32)
+                dtype, array = array.dtype, array.astype(np.float32)
                 if array.size and (array.min() < 0.0 or array.max() > 1.0):
                     raise ValueError(
-                        f"rgb: float images must be in [0, 1], got values in [{array.min():.3g}, {array.max():.3g}] "
-                        "(pass uint8 for 0-255 images)."
+                        f"rgb: float images must be in [0, 1], image {index} ({dtype}) has values in "
+                        f"[{array.min():.3g}, {array.max():.3g}] (pass uint8 for 0-255 images: .astype(np.uint8))."
                     )
             array = self.crop_and_resize(array, size, self.resample, "rgb")
             array = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array
@@ -197,10 +247,7 @@ class FourMImageProcessor(BaseImageProcessor):
         """Depth maps (integer maps are divided by `depth_scale`) -> standardised `(B, 1, S, S)` float32."""
         size = self._output_size(size, "depth")
         batch = []
-        for depth in _as_list(depths, single_channel=True):
-            array = _channels_last(_to_numpy(depth), 1, "depth")
-            if not np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_:
-                raise TypeError(f"depth: expected a numeric depth map, got dtype {array.dtype}.")
+        for array in _image_batch(depths, 1, "depth"):
             scale = self.depth_scale if np.issubdtype(array.dtype, np.integer) else 1.0
             array = self.crop_and_resize(array.astype(np.float32) / scale, size, self.resample, "depth")
             batch.append(self.truncated_standardize(array[..., 0]))
@@ -212,16 +259,13 @@ class FourMImageProcessor(BaseImageProcessor):
         """uint8 images mapped to [-1, 1], or float images already in [-1, 1] -> `(B, C, S, S)` float32."""
         size = self._output_size(size, modality)
         batch = []
-        for image in _as_list(images, single_channel=channels == 1):
-            if isinstance(image, Image.Image):
-                image = image.convert("RGB" if channels == 3 else "L")
-            array = _channels_last(_to_numpy(image), channels, modality)
+        for index, array in enumerate(_image_batch(images, channels, modality, "RGB" if channels == 3 else "L")):
             if array.dtype == np.uint8:
                 array = array.astype(np.float32) / 127.5 - 1.0
             elif array.size and (array.min() < -1.0 or array.max() > 1.0):
                 raise ValueError(
-                    f"{modality}: float inputs must be in [-1, 1], got [{array.min():.3g}, {array.max():.3g}] "
-                    "(pass uint8 for 0-255 images)."
+                    f"{modality}: float inputs must be in [-1, 1], image {index} ({array.dtype}) has values in "
+                    f"[{array.min():.3g}, {array.max():.3g}] (pass uint8 for 0-255 images)."
                 )
             batch.append(self.crop_and_resize(array.astype(np.float32), size, self.resample, modality))
         return np.stack(batch).transpose(0, 3, 1, 2)
@@ -245,12 +289,16 @@ class FourMImageProcessor(BaseImageProcessor):
                 id + 1 and 0.
         """
         size = self._output_size(size, "semseg")
+        check_bool(shifted, "semseg: shifted")
         num_raw = self.num_semseg_classes - (0 if shifted else 1)
         batch = []
-        for seg in _as_list(maps, single_channel=True):
-            array = _channels_last(_to_numpy(seg), 1, "semseg")[..., 0]
+        for array in _image_batch(maps, 1, "semseg"):
+            array = array[..., 0]
             if not np.issubdtype(array.dtype, np.integer):
-                raise TypeError(f"semseg: expected integer class ids, got dtype {array.dtype}.")
+                raise TypeError(
+                    f"semseg: expected integer class ids, got dtype {array.dtype} (cast whole-number maps with "
+                    ".astype(np.int64))."
+                )
             invalid = (array < 0) | (array >= num_raw)
             if not shifted:
                 invalid &= array != self.semseg_void_label
@@ -269,11 +317,19 @@ class FourMImageProcessor(BaseImageProcessor):
 
     def preprocess_features(self, features: Any, num_channels: int | None = None) -> np.ndarray:
         """Feature maps `(B, C, h, w)` (or one `(C, h, w)`) from a teacher network, checked and cast to float32."""
+        if features is None or isinstance(features, (str, bytes, os.PathLike)):
+            raise TypeError(f"features: expected a feature map array or tensor, got {type(features).__name__}.")
         array = _to_numpy(features)
         array = array[None] if array.ndim == 3 else array
         if array.ndim != 4 or (num_channels is not None and array.shape[1] != num_channels):
             expected = f"(B, {num_channels or 'C'}, h, w)"
             raise ValueError(f"features: expected a feature map of shape {expected}, got {tuple(array.shape)}.")
+        if array.shape[0] == 0:
+            raise ValueError("features: got an empty batch (0 feature maps); pass at least one.")
+        if array.dtype == np.bool_ or array.dtype.kind not in "uif":
+            raise TypeError(f"features: expected float values, got dtype {array.dtype}.")
+        if not np.isfinite(array).all():
+            raise ValueError(f"features: {int((~np.isfinite(array)).sum())} NaN or infinite values.")
         return array.astype(np.float32)
 
     def preprocess(
@@ -288,8 +344,7 @@ class FourMImageProcessor(BaseImageProcessor):
 
     def postprocess_rgb(self, pixel_values: Any, normalization: str = "imagenet") -> np.ndarray:
         """Normalised RGB `(B, 3, H, W)` -> uint8 `(B, H, W, 3)`."""
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"rgb: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+        check_choice(normalization, "rgb: normalization", NORMALIZATIONS)
         array = _to_numpy(pixel_values).astype(np.float32)
         if array.ndim != 4 or array.shape[1] != 3:
             raise ValueError(f"rgb: expected (B, 3, H, W), got {tuple(array.shape)}.")
@@ -303,12 +358,15 @@ class FourMImageProcessor(BaseImageProcessor):
         """Normals or edges in [-1, 1], `(B, C, H, W)` -> uint8 `(B, H, W, C)`."""
         array = _to_numpy(values).astype(np.float32)
         if array.ndim != 4:
-            raise ValueError(f"expected (B, C, H, W), got {tuple(array.shape)}.")
+            raise ValueError(f"postprocess_signed: expected values of shape (B, C, H, W), got {tuple(array.shape)}.")
         return (np.clip(array.transpose(0, 2, 3, 1) * 0.5 + 0.5, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
     def postprocess_semseg(self, labels: Any) -> np.ndarray:
         """Shifted class ids `(B, H, W)` (e.g. the argmax of decoded logits) -> raw ids, void as `semseg_void_label`."""
-        array = _to_numpy(labels).astype(np.int64)
+        array = _to_numpy(labels)
+        if array.ndim != 3 or array.dtype.kind not in "ui":
+            raise ValueError(f"semseg: expected integer class ids of shape (B, H, W), got {array.dtype} {array.shape}.")
+        array = array.astype(np.int64)
         return np.where(array == 0, self.semseg_void_label, array - 1)
 
 

@@ -1,0 +1,105 @@
+"""Argument checks shared by the public entry points.
+
+One wording for the common mistakes (wrong type, out-of-range number, unknown name with its close match, empty
+input), so that every error names the argument, what was expected and what was given. The module imports nothing
+from the package: every layer may use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def close_match(name: Any, known: Iterable[Any]) -> str:
+    """`" Did you mean 'x'?"` for the entry of `known` closest to `name`, or `""` when none is close."""
+    matches = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" Did you mean {matches[0]!r}?" if matches else ""
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """`value` if it is one of `choices`, else a `ValueError` listing them and suggesting the closest."""
+    choices = list(choices)
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value compared with a set-like container
+        known = False
+    if not known:
+        listed = sorted(choices, key=str)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}.{close_match(value, choices)}")
+    return value
+
+
+def _range_text(minimum: float | None, maximum: float | None, open_minimum: bool, open_maximum: bool) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}{')' if open_maximum else ']'}"
+    if minimum is not None:
+        return f"{'>' if open_minimum else '>='} {minimum:g}"
+    return f"{'<' if open_maximum else '<='} {maximum:g}"
+
+
+def _check_range(value: float, name: str, minimum, maximum, open_minimum: bool, open_maximum: bool) -> None:
+    below = minimum is not None and (value <= minimum if open_minimum else value < minimum)
+    above = maximum is not None and (value >= maximum if open_maximum else value > maximum)
+    if below or above:
+        raise ValueError(f"{name} must be {_range_text(minimum, maximum, open_minimum, open_maximum)}, got {value!r}.")
+
+
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` if it is an integer (not a bool, not a float) within `[minimum, maximum]`; a `TypeError` or
+    `ValueError` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = " (use // for integer division, or int(...))" if isinstance(value, float) and value.is_integer() else ""
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}{hint}.")
+    _check_range(value, name, minimum, maximum, False, False)
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    open_minimum: bool = False,
+    open_maximum: bool = False,
+) -> float:
+    """`value` if it is a finite real number (not a bool) within the range (bounds excluded where `open_*`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    _check_range(value, name, minimum, maximum, open_minimum, open_maximum)
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """`value` if it is a bool (or a NumPy bool), else a `TypeError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return value
+
+
+def check_training_arguments(args: Any, check_learning_rate: bool = True) -> None:
+    """The `TrainingArguments` fields that transformers accepts but cannot train with: batch sizes, accumulation,
+    step and epoch counts, learning rate, weight decay. Raised before any model or dataset is loaded."""
+    for field in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        check_int(getattr(args, field), f"--{field}", minimum=1)
+    max_steps = check_int(args.max_steps, "--max_steps")
+    if max_steps == 0 or max_steps < -1:
+        raise ValueError(
+            f"--max_steps must be a positive number of steps (or -1 to use --num_train_epochs), got {max_steps}."
+        )
+    if max_steps == -1:
+        check_number(args.num_train_epochs, "--num_train_epochs", 0, open_minimum=True)
+    if check_learning_rate:
+        check_number(args.learning_rate, "--learning_rate", 0, open_minimum=True)
+    check_number(args.weight_decay, "--weight_decay", 0)
+
+
+__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_training_arguments", "close_match"]
