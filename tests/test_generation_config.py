@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import GenerationConfig, LogitsProcessor
 from transformers.generation.configuration_utils import GenerationMode
+from transformers.testing_utils import CaptureLogger
 
 from fourm_hf import (
     FourMConfig,
@@ -23,6 +24,7 @@ from fourm_hf import (
     SpecialTokens,
     register_modality,
 )
+from fourm_hf.generation import recipes
 from fourm_hf.modalities import FAMILIES, MODALITIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +176,7 @@ def test_special_tokens_reach_generation(tmp_path):
 FRESH_PROCESS = """
 import json, sys
 from fourm_hf import FourMGenerationConfig
+from fourm_hf.generation import recipes
 from fourm_hf.modalities import FAMILIES, MODALITIES
 
 known = {name: name in MODALITIES for name in ("tok_weather@32", "rgb@32")}
@@ -267,8 +270,10 @@ def test_recipe_errors(model64, registry):
     register_modality("tok_bare@64", "image_tokens", vocab_size=16, patch_size=16, overwrite=True)
     custom = FourMConfig(**SMALL, encoder_modalities=["rgb@64", "caption"],
                          decoder_modalities=["tok_glow@64", "tok_bare@64", "tok_depth@64"])  # fmt: skip
-    with pytest.raises(ValueError, match="The model decodes \\['tok_bare@64'\\], whose families have no generation"):
-        FourMGenerationConfig.rgb_to_all(custom)
+    with CaptureLogger(recipes.logger) as captured:  # families outside the recipes' order are named, not dropped silently
+        everything = FourMGenerationConfig.rgb_to_all(custom)
+    assert [t.modality for t in everything.targets] == ["tok_depth@64", "tok_glow@64"]
+    assert "leaves out ['tok_bare@64']" in captured.out
     chosen = FourMGenerationConfig.rgb_to_all(custom, targets=["tok_depth@64", "tok_glow@64"])
     assert [(t.modality, t.scheme, t.num_steps) for t in chosen.targets] == [
         ("tok_depth@64", "roar", 1), ("tok_glow@64", "maskgit", 2)

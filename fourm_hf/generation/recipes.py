@@ -4,8 +4,9 @@ modalities at whatever resolution it uses.
 Each modality family describes its defaults (`ModalityFamily.generation`): `FourMTargetSchedule` settings for when
 RGB is among the conditions (`"from_rgb"`), when it is not (`"to_rgb"`) and for super-resolution
 (`"super_resolution"`), and its place in the demo's generation order (`generation_order`; None keeps a family with
-settings out of the `*_to_all` chains). A recipe reads them for the modalities the model decodes and says which
-modalities it cannot handle instead of leaving them out. Step counts above a target's token count (a resolution
+settings out of the `*_to_all` chains, with a warning naming what is left out, as the official demo leaves out the
+global DINOv2 / ImageBind tokens). A recipe reads them for the modalities the model decodes and raises for a target
+it cannot set up instead of dropping it. Step counts above a target's token count (a resolution
 below the demo's 224) are capped at it.
 
 The functions return the arguments of `FourMGenerationConfig`; use them as its classmethods
@@ -17,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from transformers.utils import logging
+
 from ..modalities import ModalitySpec
 
 if TYPE_CHECKING:
     from ..models.fourm.configuration_fourm import FourMConfig
+
+logger = logging.get_logger(__name__)
 
 # Families the RGB recipes look for: RGB pixels and their tokens.
 RGB_FAMILY = "rgb"
@@ -78,11 +83,11 @@ def _default_targets(model_config: FourMConfig, conditions: Sequence[str]) -> li
         if name in conditions or (spec.family.name == RGB_TOKENS_FAMILY and spec.image_size in pixel_sizes):
             continue
         candidates.append((spec, index))
-    unknown = [spec.name for spec, _ in candidates if not spec.family.generation]
-    if unknown:
-        raise ValueError(
-            f"The model decodes {unknown}, whose families have no generation settings; pass `targets` to choose what "
-            "to generate, or register the families with `generation` settings."
+    left_out = [spec.name for spec, _ in candidates if spec.family.generation_order is None]
+    if left_out:
+        logger.warning_once(
+            f"The recipe leaves out {left_out}: their families are not in the recipes' generation order (as in the "
+            "official demo). Pass `targets` to generate them."
         )
     ordered = sorted((c for c in candidates if c[0].family.generation_order is not None), key=lambda c: _order_key(*c))
     return [spec.name for spec, _ in ordered]
