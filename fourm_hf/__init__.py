@@ -28,6 +28,7 @@ from .generation.configuration_fourm_generation import FourMGenerationConfig, Fo
 from .generation.super_resolution import generate_with_super_resolution
 from .generation.utils import FourMGenerationMixin
 from .modalities import (
+    FAMILIES,
     MODALITIES,
     ModalityFamily,
     ModalitySpec,
@@ -83,6 +84,7 @@ AutoImageProcessor.register(FourMConfig, image_processor_classes={"pil": FourMIm
 AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
 
 __all__ = [
+    "FAMILIES",
     "LORA_TARGET_MODULES",
     "MODALITIES",
     "MaskingMixture",
