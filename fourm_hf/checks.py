@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,17 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+@contextmanager
+def error_context(prefix: str) -> Iterator[None]:
+    """Re-raise a `ValueError` / `TypeError` raised inside with `prefix` (e.g. the row or modality it concerns) in front
+    of its message, as the same kind of error."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"{prefix}: {error}") from error
+
+
 def check_training_arguments(args: Any, check_learning_rate: bool = True) -> None:
     """The `TrainingArguments` fields that transformers accepts but cannot train with: batch sizes, accumulation,
     step and epoch counts, learning rate, weight decay. Raised before any model or dataset is loaded."""
@@ -102,4 +114,12 @@ def check_training_arguments(args: Any, check_learning_rate: bool = True) -> Non
     check_number(args.weight_decay, "--weight_decay", 0)
 
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_training_arguments", "close_match"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_number",
+    "check_training_arguments",
+    "close_match",
+    "error_context",
+]

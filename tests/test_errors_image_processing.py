@@ -79,7 +79,7 @@ def with_nan(shape):
         (
             lambda p: p.preprocess_rgb(np.zeros((0, 32, 3), np.uint8)),
             ValueError,
-            r"rgb: image of 0x32 is smaller than one",
+            r"rgb: image 0 is empty: shape \(0, 32, 3\)",
         ),
         (lambda p: p.preprocess_depth(np.zeros((8, 64), np.float32)), ValueError, "depth: image of 8x64 is smaller"),
         # dtypes

@@ -13,6 +13,12 @@ of the row and to its boxes, so all modalities stay aligned:
   one sequence per crop for families whose boxes follow the crops (det: serialised with `boxes_to_text`), or
   `{"chunks": [...]}` for chunk-masked modalities (metadata).
 
+What cannot be kept is reported, never dropped silently: boxes that fall outside a crop (or score below
+`min_score`) are left out of that crop's sequence, and sequences longer than the modality's `max_tokens` are stored
+whole but cut by the masking collator; one warning per call says how many. Anything else that cannot be
+represented (pixel boxes given as normalised ones, a missing image, a float image for a uint8 pixel column, ids outside
+the modality's vocabulary...) is an error naming the row and the column.
+
 Crops are drawn from `(seed, row index)`, so the output does not depend on batching. With `num_shards > 1` each shard
 is cached in its own file: an interrupted run restarts where it stopped. The output is what
 [`FourMMaskingCollator`] consumes (it picks one crop per sample).
@@ -21,8 +27,10 @@ is cached in its own file: an interrupted run restarts where it stopped. The out
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +40,26 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
+from ..checks import check_bool, check_choice, check_int, check_number, close_match, error_context
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, ModalitySpec, get_family, get_modality
 from ..modalities.families import hflip_image
-from ..models.fourm.image_processing_fourm import FourMImageProcessor
+from ..models.fourm.image_processing_fourm import FourMImageProcessor, check_image_object, check_image_values
 from .serialization import NUM_BINS, boxes_to_text
 
 logger = logging.get_logger(__name__)
 
 CROP_ASPECT = (3 / 4, 4 / 3)
+# How det boxes are given: normalised (xmin, ymin, xmax, ymax) in [0, 1] (4M's format), or in pixels of the row's
+# images as (xmin, ymin, xmax, ymax) or as COCO's (x, y, width, height).
+BOX_FORMATS = ("normalized", "xyxy_pixels", "xywh_pixels")
+# Normalised coordinates may overshoot [0, 1] by this much (rounding) before they are taken for pixels.
+BOX_TOLERANCE = 1e-3
+
+
+def _check_column_names(source: Any, modality: Any, column: str) -> None:
+    for name, value in (("source", source), ("modality", modality)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{column}: {name} must be a non-empty column / modality name, got {value!r}.")
 
 
 @dataclass
@@ -65,13 +85,27 @@ class ImageColumn:
     preprocess_as: str | None = None
 
     def __post_init__(self):
+        _check_column_names(self.source, self.modality, "ImageColumn")
         spec = get_modality(self.modality)
         if spec.kind not in (PIXELS, IMAGE_TOKENS):
-            raise ValueError(f"{self.modality}: an image column makes a pixel or image-token modality, not {spec.kind}.")
+            raise ValueError(
+                f"{self.modality}: an image column makes a pixel or image-token modality, not {spec.kind}; use "
+                f"TextColumn({self.source!r}, {self.modality!r})."
+            )
         if (self.tokenizer is None) != (spec.kind == PIXELS):
             need = "no tokenizer (pixels are kept)" if spec.kind == PIXELS else "a tokenizer (its VQ model)"
             raise ValueError(f"{self.modality}: a {spec.kind} column needs {need}.")
-        family = get_family(self.preprocess_as) if self.preprocess_as else spec.family
+        if self.tokenizer is not None and not callable(getattr(self.tokenizer, "encode", self.tokenizer)):
+            raise TypeError(
+                f"{self.modality}: tokenizer must be a VQ model (an object with encode(batch) -> ids) or a callable, "
+                f"got {type(self.tokenizer).__name__}."
+            )
+        if not isinstance(self.processor_kwargs, Mapping):
+            raise TypeError(
+                f"{self.modality}: processor_kwargs must be a dict of keyword arguments of the family's preprocess, "
+                f"got {type(self.processor_kwargs).__name__}."
+            )
+        family = get_family(self.preprocess_as) if self.preprocess_as is not None else spec.family
         if spec.kind == IMAGE_TOKENS:
             family.function("preprocess")  # a clear error now rather than in the middle of the map
 
@@ -95,6 +129,9 @@ class TextColumn:
             family's own `serialize`.
         chunks (`bool`, *optional*, defaults to `False`): `serializer` returns a list of strings, masked chunk-wise.
         min_score (`float`, *optional*, defaults to 0.6): det: boxes with a lower score are left out (as 4M does).
+        box_format (`str`, *optional*, defaults to `"normalized"`): det: how the boxes are given: `"normalized"`
+            (xmin, ymin, xmax, ymax) in [0, 1], or in pixels of the row's images, `"xyxy_pixels"` (xmin, ymin, xmax,
+            ymax) or `"xywh_pixels"` (COCO's x, y, width, height); pixel boxes are normalised by the image size.
     """
 
     source: str
@@ -102,13 +139,27 @@ class TextColumn:
     serializer: Callable[[Any], str | list[str]] | None = None
     chunks: bool = False
     min_score: float = 0.6
+    box_format: str = "normalized"
 
     def __post_init__(self):
+        _check_column_names(self.source, self.modality, "TextColumn")
         spec = get_modality(self.modality)
         if spec.kind != SEQUENCE:
-            raise ValueError(f"{self.modality}: a text column makes a sequence modality, not {spec.kind}.")
+            hint = f"; use ImageColumn({self.source!r}, {self.modality!r}, ...)" if spec.is_image else ""
+            raise ValueError(f"{self.modality}: a text column makes a sequence modality, not {spec.kind}{hint}.")
+        if self.serializer is not None and not callable(self.serializer):
+            raise TypeError(
+                f"{self.modality}: serializer must be a function sample -> text, got {type(self.serializer).__name__}."
+            )
+        check_bool(self.chunks, f"{self.modality}: chunks")
         if self.chunks and self.serializer is None:
             raise ValueError(f"{self.modality}: a chunked column needs a serializer returning a list of strings.")
+        check_number(self.min_score, f"{self.modality}: min_score")
+        check_choice(self.box_format, f"{self.modality}: box_format", BOX_FORMATS)
+        if self.box_format != "normalized" and not self.follows_crops:
+            raise ValueError(
+                f"{self.modality}: box_format applies to boxes that follow the crops (det), not to {self.modality}."
+            )
 
     @property
     def follows_crops(self) -> bool:
@@ -123,6 +174,10 @@ def crop_settings(rng: np.random.Generator, height: int, width: int, num_crops: 
     """`(num_crops, 5)` int array of `(top, left, crop height, crop width, hflip)`: the centre square first, then
     random-resized crops (area fraction in `(min_scale, 1)`, aspect in (3/4, 4/3), 10 tries before falling back to
     the centre square), each flipped with probability 1/2."""
+    check_int(height, "height", minimum=1)
+    check_int(width, "width", minimum=1)
+    check_int(num_crops, "num_crops", minimum=1)
+    check_number(min_scale, "min_scale", 0, 1, open_minimum=True)
     side = min(height, width)
     settings = [((height - side) // 2, (width - side) // 2, side, side, 0)]
     log_ratio = (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1]))
@@ -140,16 +195,21 @@ def crop_settings(rng: np.random.Generator, height: int, width: int, num_crops: 
 
 
 def crop_boxes(
-    instances: Sequence[Mapping[str, Any]], crop: Sequence[int], height: int, width: int, min_score: float = 0.6
+    instances: Sequence[Mapping[str, Any]],
+    crop: Sequence[int],
+    height: int,
+    width: int,
+    min_score: float = 0.6,
+    box_format: str = "normalized",
 ) -> tuple[list[list[float]], list[str]]:
-    """Boxes (normalised to the full image) seen through a crop: clipped to it, renormalised, flipped with the crop;
-    boxes left with no area or scoring below `min_score` are dropped."""
+    """Boxes seen through a crop: clipped to it, renormalised, flipped with the crop; boxes left with no area or
+    scoring below `min_score` are dropped. `instances` are 4M's `{"boxes", "class_name", "score"}` dicts, boxes in
+    `box_format` (see `BOX_FORMATS`; pixel boxes are normalised by `height` and `width`)."""
     top, left, crop_h, crop_w, flip = (int(v) for v in crop)
     boxes, labels = [], []
-    for instance in instances:
+    for instance, (xmin, ymin, xmax, ymax) in zip(instances, normalized_boxes(instances, height, width, box_format)):
         if instance.get("score", 1.0) < min_score:
             continue
-        xmin, ymin, xmax, ymax = instance["boxes"]
         x0 = np.clip((xmin * width - left) / crop_w, 0.0, 1.0)
         x1 = np.clip((xmax * width - left) / crop_w, 0.0, 1.0)
         y0 = np.clip((ymin * height - top) / crop_h, 0.0, 1.0)
@@ -163,12 +223,88 @@ def crop_boxes(
     return boxes, labels
 
 
-def _image_array(value: Any, column: str) -> np.ndarray:
+def normalized_boxes(
+    instances: Sequence[Mapping[str, Any]], height: int, width: int, box_format: str = "normalized"
+) -> list[tuple[float, float, float, float]]:
+    """The boxes of det instances as normalised (xmin, ymin, xmax, ymax), each instance checked. Pixel-like boxes
+    where normalised ones are expected (or the reverse) and inverted boxes are errors that say the fix."""
+    check_choice(box_format, "box_format", BOX_FORMATS)
+    if isinstance(instances, (str, Mapping)) or not isinstance(instances, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"instances must be a list of {{'boxes', 'class_name', 'score'}} dicts, got {type(instances).__name__}."
+        )
+    boxes = [_instance_box(index, instance, box_format) for index, instance in enumerate(instances)]
+    largest = max((max(box) for box in boxes), default=0.0)
+    if box_format == "normalized" and largest > 1 + BOX_TOLERANCE:
+        raise ValueError(
+            f"boxes look like pixel coordinates (max {largest:g}); pass normalised [0, 1] boxes or box_format="
+            "'xyxy_pixels' (or 'xywh_pixels' for COCO's (x, y, width, height)) to normalise them by the image size."
+        )
+    if box_format == "normalized":
+        return boxes
+    if boxes and largest <= 1 and max(height, width) > 1:
+        raise ValueError(
+            f"box_format={box_format!r} but every box lies within [0, 1] on a {height}x{width} image: these look "
+            "normalised; pass box_format='normalized'."
+        )
+    return [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in boxes]
+
+
+def _instance_box(index: int, instance: Any, box_format: str) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of one det instance, in its own units, after checking the instance."""
+    if not isinstance(instance, Mapping) or not {"boxes", "class_name"} <= set(instance):
+        got = f"keys {sorted(instance)}" if isinstance(instance, Mapping) else type(instance).__name__
+        raise ValueError(
+            f"instance {index}: expected {{'boxes': [xmin, ymin, xmax, ymax], 'class_name': str, 'score': float "
+            f"(optional)}}, got {got}."
+        )
+    box = instance["boxes"]
+    values = list(box) if isinstance(box, (Sequence, np.ndarray)) and not isinstance(box, str) else []
+    if len(values) != 4 or not all(_is_finite(v) for v in values):
+        raise ValueError(f"instance {index}: boxes must be 4 finite numbers, got {box!r}.")
+    if not isinstance(instance["class_name"], str):
+        raise TypeError(f"instance {index}: class_name must be a string, got {instance['class_name']!r}.")
+    if not _is_finite(instance.get("score", 1.0)):
+        raise ValueError(f"instance {index}: score must be a finite number, got {instance['score']!r}.")
+    x0, y0, a, b = (float(v) for v in values)
+    x1, y1 = (x0 + a, y0 + b) if box_format == "xywh_pixels" else (a, b)
+    if x1 < x0 or y1 < y0:
+        hint = "" if box_format == "xywh_pixels" else "; for COCO's (x, y, width, height) pass box_format='xywh_pixels'"
+        raise ValueError(f"instance {index}: box {values} has a negative width or height{hint}.")
+    return x0, y0, x1, y1
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _feature_dtype(feature: Any) -> str | None:
+    """The NumPy dtype of an array column (`Array2D`, `Array3D`, nested lists of a `Value`), which `map` hands over as
+    nested Python lists; None for image features (PIL images keep their own)."""
+    while isinstance(feature, (datasets.List, datasets.LargeList)):
+        feature = feature.feature
+    arrays = (datasets.Value, datasets.Array2D, datasets.Array3D)
+    dtype = feature.dtype if isinstance(feature, arrays) else None
+    return dtype if dtype in np.sctypeDict else None
+
+
+def _image_array(value: Any, column: str, row: int, dtype: str | None = None) -> np.ndarray:
+    """One image of a row, checked: present, an image, a real dtype, finite, 2-D or 3-D, no empty side."""
+    where = f"row {row} of column {column!r}"
+    if value is None:
+        raise ValueError(
+            f"{where} has no image (None); drop such rows first, e.g. dataset.filter(lambda row: row[{column!r}] is "
+            "not None)."
+        )
+    check_image_object(value, where)
     if isinstance(value, Image.Image) and value.mode in ("RGBA", "LA", "CMYK", "YCbCr"):
         value = value.convert("RGB")
-    array = np.asarray(value)  # palette ("P") images keep their indices: class ids of segmentation maps
+    array = np.asarray(value, dtype=None if isinstance(value, Image.Image) else dtype)  # "P" images keep their ids
+    if array.size == 0:
+        raise ValueError(f"{where} is an empty image: shape {array.shape}.")
     if array.ndim not in (2, 3):
-        raise ValueError(f"{column}: expected an image of shape (H, W) or (H, W, C), got {array.shape}.")
+        raise ValueError(f"{where}: expected an image of shape (H, W) or (H, W, C), got {array.shape}.")
+    check_image_values(array, where)
     return array
 
 
@@ -177,30 +313,35 @@ def _image_array(value: Any, column: str) -> np.ndarray:
 
 
 class _Pretokenizer:
-    """Batched map function: crops, tokenises and serialises one batch of rows."""
+    """Batched map function: crops, tokenises and serialises one batch of rows, and counts what it leaves out."""
 
-    def __init__(self, image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed):
+    def __init__(self, image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed, dtypes):
         self.image_columns = image_columns
+        self.dtypes = dtypes  # NumPy dtype of array source columns
         self.text_columns = text_columns
         self.text_tokenizer = text_tokenizer
         self.processor = processor
         self.num_crops = num_crops
         self.min_crop_scale = min_crop_scale
         self.seed = seed
+        self.counts: dict[str, Counter] = defaultdict(Counter)  # per output column: boxes and tokens left out
 
     def __call__(self, batch: dict[str, list], indices: list[int], offset: int) -> dict[str, list]:
-        images = {c.source: [_image_array(v, c.source) for v in batch[c.source]] for c in self.image_columns}
-        rows = len(indices)
+        rows = [offset + i for i in indices]
+        images = {}
+        for c in self.image_columns:
+            dtype = self.dtypes.get(c.source)
+            images[c.source] = [_image_array(v, c.source, row, dtype) for v, row in zip(batch[c.source], rows)]
         sizes = []
-        for r in range(rows):
+        for r, row in enumerate(rows):
             shapes = {source: arrays[r].shape[:2] for source, arrays in images.items()}
             if len(set(shapes.values())) > 1:
-                raise ValueError(f"Row {offset + indices[r]}: image columns differ in size, {shapes}; they must be aligned.")
+                raise ValueError(f"Row {row}: image columns differ in size, {shapes}; they must be aligned.")
             sizes.append(next(iter(shapes.values())) if shapes else None)
         settings = [
-            crop_settings(np.random.default_rng((self.seed, offset + i)), *size, self.num_crops, self.min_crop_scale)
+            crop_settings(np.random.default_rng((self.seed, row)), *size, self.num_crops, self.min_crop_scale)
             if size is not None else None
-            for i, size in zip(indices, sizes)
+            for row, size in zip(rows, sizes)
         ]
         output: dict[str, list] = {}
         if self.image_columns:
@@ -209,26 +350,40 @@ class _Pretokenizer:
             crops = [arr[t : t + h, l : l + w] for arr, s in zip(images[column.source], settings) for t, l, h, w, _ in s]
             flips = np.array([f for s in settings for *_, f in s], dtype=bool)
             if column.spec.kind == PIXELS:
+                self._check_pixels(column, images[column.source], rows)
                 pixels = np.stack([self._resize_uint8(c, column) for c in crops])
                 pixels[flips] = pixels[flips, :, ::-1]
-                output[column.modality] = list(pixels.reshape(rows, self.num_crops, *pixels.shape[1:]))
+                output[column.modality] = list(pixels.reshape(len(rows), self.num_crops, *pixels.shape[1:]))
             else:
-                output[column.modality] = list(self._tokenize(column, crops, flips).reshape(rows, self.num_crops, -1))
+                ids = self._tokenize(column, crops, flips, rows)
+                output[column.modality] = list(ids.reshape(len(rows), self.num_crops, -1))
         for column in self.text_columns:
-            output[column.modality] = self._serialize(column, batch[column.source], settings, sizes)
+            if column.follows_crops:
+                output[column.modality] = self._serialize_boxes(column, batch[column.source], settings, sizes, rows)
+            else:
+                output[column.modality] = self._serialize(column, batch[column.source], rows)
         return output
 
+    @staticmethod
+    def _check_pixels(column: ImageColumn, arrays: list[np.ndarray], rows: list[int]) -> None:
+        for array, row in zip(arrays, rows):
+            if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+                raise ValueError(
+                    f"{column.modality}: pixel columns keep uint8 RGB images (H, W, 3); row {row} of column "
+                    f"{column.source!r} is {array.dtype} {array.shape}. Convert it first: image.convert('RGB') for "
+                    "PIL images, (image * 255).round().astype(np.uint8) for floats in [0, 1]."
+                )
+
     def _resize_uint8(self, crop: np.ndarray, column: ImageColumn) -> np.ndarray:
-        if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[-1] != 3:
-            raise ValueError(f"{column.modality}: pixel crops are kept for uint8 RGB images, got {crop.dtype} {crop.shape}.")
         size = (column.spec.image_size, column.spec.image_size)
         return np.asarray(Image.fromarray(crop).resize(size, resample=self.processor.resample))
 
-    def _tokenize(self, column: ImageColumn, crops: list[np.ndarray], flips: np.ndarray) -> np.ndarray:
+    def _tokenize(self, column: ImageColumn, crops: list[np.ndarray], flips: np.ndarray, rows: list[int]) -> np.ndarray:
         spec = column.spec
         family = get_family(column.preprocess_as) if column.preprocess_as else spec.family
         preprocess = family.function("preprocess")
-        inputs = preprocess(self.processor, crops, spec, **column.processor_kwargs)  # (N, C, S, S) or (N, S, S)
+        with error_context(f"{column.modality} (rows {rows[0]}-{rows[-1]} of column {column.source!r})"):
+            inputs = preprocess(self.processor, crops, spec, **column.processor_kwargs)  # (N, C, S, S) or (N, S, S)
         hflip = spec.family.function("hflip") if spec.family.has("hflip") else hflip_image
         inputs[flips] = hflip(inputs[flips])
         tokenizer = column.tokenizer
@@ -239,43 +394,172 @@ class _Pretokenizer:
             ids = encode(torch.from_numpy(np.ascontiguousarray(inputs)).to(device))
         if not isinstance(ids, torch.Tensor):
             raise TypeError(f"{column.modality}: the tokenizer must return a tensor of ids, got {type(ids).__name__}.")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise TypeError(f"{column.modality}: the tokenizer must return integer ids, got {ids.dtype}.")
+        if ids.dim() < 2 or ids.shape[0] != len(crops):
+            raise ValueError(
+                f"{column.modality}: the tokenizer returned ids of shape {tuple(ids.shape)} for {len(crops)} images; "
+                f"expected ({len(crops)}, {spec.num_tokens}) or ({len(crops)}, {spec.grid_size}, {spec.grid_size})."
+            )
         ids = ids.reshape(len(crops), -1).cpu().numpy()
         expected = spec.num_tokens
         if ids.shape[1] != expected:
-            raise ValueError(f"{column.modality}: the tokenizer gave {ids.shape[1]} tokens per image, the modality has {expected}.")
+            raise ValueError(
+                f"{column.modality}: the tokenizer gave {ids.shape[1]} tokens per image, the modality has {expected}."
+            )
+        _check_vocabulary(ids, spec, f"{column.modality}: the tokenizer")
         return ids.astype(np.int32)
 
-    def _encode_texts(self, texts: list[str]) -> list[list[int]]:
-        if self.text_tokenizer is None:
-            raise ValueError("Text columns need a `text_tokenizer`.")
-        return [list(ids) for ids in self.text_tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+    def _encode_texts(self, texts: list[str], column: TextColumn) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self.text_tokenizer(texts, add_special_tokens=False)
+        if not isinstance(encoded, Mapping) or "input_ids" not in encoded:
+            raise TypeError(
+                f"{column.modality}: text_tokenizer(texts, add_special_tokens=False) must return a dict with "
+                f"'input_ids' (as transformers tokenizers do), got {type(encoded).__name__}."
+            )
+        ids = [list(sequence) for sequence in encoded["input_ids"]]
+        if len(ids) != len(texts):
+            raise ValueError(
+                f"{column.modality}: the text tokenizer returned {len(ids)} id lists for {len(texts)} texts."
+            )
+        for sequence in ids:
+            if not all(isinstance(t, numbers.Integral) for t in sequence):
+                raise TypeError(f"{column.modality}: the text tokenizer returned non-integer ids, e.g. {sequence[:5]}.")
+            spec = get_modality(column.modality)
+            _check_vocabulary(np.asarray(sequence, dtype=np.int64), spec, f"{column.modality}: the text tokenizer")
+        return ids
 
-    def _serialize(self, column: TextColumn, values: list, settings: list, sizes: list) -> list:
-        if column.follows_crops:
-            if any(s is None for s in settings):
-                raise ValueError(f"{column.modality}: boxes are cropped with the images; the dataset needs an image column.")
-            bins = getattr(self.text_tokenizer, "num_value_bins", NUM_BINS)
-            texts = [
-                boxes_to_text(*crop_boxes(v["instances"], crop, *size, column.min_score), num_bins=bins)
-                for v, s, size in zip(values, settings, sizes)
-                for crop in s
-            ]
-            ids = [seq + [self.text_tokenizer.eos_token_id] for seq in self._encode_texts(texts)]
-            return [ids[r * self.num_crops : (r + 1) * self.num_crops] for r in range(len(values))]
+    def _text(self, column: TextColumn, value: Any, row: int, serialize: Callable | None) -> str | list[str]:
+        """The text (or chunks) of one sample: a string as it is, anything else through the serializer."""
+        where = f"{column.modality}: row {row} of column {column.source!r}"
+        if value is None:
+            raise ValueError(f"{where} is None; drop such rows first (dataset.filter) or give an empty sample.")
+        if isinstance(value, str) and not column.chunks:
+            return value
+        if serialize is None:
+            family = get_modality(column.modality).family
+            raise TypeError(
+                f"{where} is a {type(value).__name__}: text columns hold strings (the family {family.name!r} has no "
+                "serializer; give TextColumn(serializer=...))."
+            )
+        with error_context(where):
+            text = serialize(value)
+        if column.chunks:
+            if isinstance(text, str) or not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
+                raise TypeError(f"{where}: a chunked serializer must return a list of strings, got {text!r}.")
+        elif not isinstance(text, str):
+            raise TypeError(f"{where}: the serializer must return a string, got {type(text).__name__}.")
+        return text
+
+    def _serialize(self, column: TextColumn, values: list, rows: list[int]) -> list:
         family = get_modality(column.modality).family
         serialize = column.serializer or (family.function("serialize") if family.has("serialize") else None)
-        serialized = [v if isinstance(v, str) and not column.chunks else serialize(v) if serialize else v for v in values]
+        texts = [self._text(column, value, row, serialize) for value, row in zip(values, rows)]
+        eos = self.text_tokenizer.eos_token_id
         if not column.chunks:
-            if not all(isinstance(s, str) for s in serialized):
-                raise TypeError(
-                    f"{column.modality}: text columns hold strings (the family {family.name!r} has no serializer; "
-                    "give TextColumn(serializer=...))."
-                )
-            return [seq + [self.text_tokenizer.eos_token_id] for seq in self._encode_texts(serialized)]
+            ids = [seq + [eos] for seq in self._encode_texts(texts, column)]
+            self._count_lengths(column, [len(seq) for seq in ids])
+            return ids
         # chunk-wise masking: one id list per chunk, [EOS] as a chunk of its own
-        return [
-            {"chunks": self._encode_texts(list(chunks)) + [[self.text_tokenizer.eos_token_id]]} for chunks in serialized
-        ]
+        chunked = [{"chunks": self._encode_texts(list(chunks), column) + [[eos]]} for chunks in texts]
+        self._count_lengths(column, [sum(len(chunk) for chunk in c["chunks"]) for c in chunked])
+        return chunked
+
+    def _serialize_boxes(self, column: TextColumn, values: list, settings: list, sizes: list, rows: list[int]) -> list:
+        """One sequence per crop: the row's boxes through each crop (det)."""
+        bins = getattr(self.text_tokenizer, "num_value_bins", NUM_BINS)
+        counts = self.counts[column.modality]
+        texts = []
+        for value, crops, size, row in zip(values, settings, sizes, rows):
+            where = f"{column.modality}: row {row} of column {column.source!r}"
+            if not isinstance(value, Mapping) or "instances" not in value:
+                got = f"keys {sorted(value)}" if isinstance(value, Mapping) else type(value).__name__
+                raise ValueError(
+                    f"{where}: expected 4M's det format {{'instances': [{{'boxes', 'class_name', 'score'}}, ...]}}, "
+                    f"got {got}."
+                )
+            instances = value["instances"]
+            with error_context(where):
+                cropped = [crop_boxes(instances, crop, *size, column.min_score, column.box_format) for crop in crops]
+            scored = sum(1 for instance in instances if instance.get("score", 1.0) >= column.min_score)
+            counts.update(
+                boxes=len(instances), low_score=len(instances) - scored, placed=scored * len(crops),
+                outside=sum(scored - len(boxes) for boxes, _ in cropped),
+            )  # fmt: skip
+            texts.extend(boxes_to_text(boxes, labels, num_bins=bins) for boxes, labels in cropped)
+        ids = [seq + [self.text_tokenizer.eos_token_id] for seq in self._encode_texts(texts, column)]
+        self._count_lengths(column, [len(seq) for seq in ids])
+        return [ids[r * self.num_crops : (r + 1) * self.num_crops] for r in range(len(values))]
+
+    def _count_lengths(self, column: TextColumn, lengths: list[int]) -> None:
+        budget = get_modality(column.modality).max_tokens
+        counts = self.counts[column.modality]
+        over = [length - budget for length in lengths if length > budget]
+        counts.update(sequences=len(lengths), long=len(over), cut=sum(over))
+        counts["longest"] = max([counts["longest"], *lengths])
+
+    def warn_left_out(self) -> None:
+        """One warning per output column for the boxes and tokens the rows processed so far leave out."""
+        for column in self.text_columns:
+            counts = self.counts.get(column.modality)
+            if not counts:
+                continue
+            parts = []
+            if counts["outside"]:
+                placed = f"{counts['outside']} of {counts['placed']} boxes (counted once per crop)"
+                parts.append(f"{placed} fell outside their crop")
+            if counts["low_score"]:
+                low = f"{counts['low_score']} of {counts['boxes']} boxes"
+                parts.append(f"{low} scored below min_score={column.min_score}")
+            if parts:
+                logger.warning(f"{column.modality}: {' and '.join(parts)}; they are left out of the crops' sequences.")
+            if counts["long"]:
+                budget = get_modality(column.modality).max_tokens
+                logger.warning(
+                    f"{column.modality}: {counts['long']} of {counts['sequences']} sequences are longer than the "
+                    f"modality's max_tokens ({budget}, [EOS] included; the longest has {counts['longest']}). They are "
+                    f"stored whole; the masking collator keeps their first {budget} tokens ({counts['cut']} tokens cut "
+                    "in all)."
+                )
+
+
+def _check_vocabulary(ids: np.ndarray, spec: ModalitySpec, source: str) -> None:
+    if ids.size and (ids.min() < 0 or ids.max() >= spec.vocab_size):
+        raise ValueError(
+            f"{source} gave ids in [{ids.min()}, {ids.max()}], outside the modality's vocabulary [0, "
+            f"{spec.vocab_size - 1}]; the tokenizer must match the modality's vocab_size ({spec.vocab_size})."
+        )
+
+
+def _column_list(columns: Any, column_class: type, name: str) -> list:
+    """`image_columns` / `text_columns` as a list, each entry of the right class."""
+    if isinstance(columns, (ImageColumn, TextColumn, str)) or not isinstance(columns, Iterable):
+        raise TypeError(
+            f"{name} must be a list of {column_class.__name__}, got {type(columns).__name__}; wrap a single column "
+            "as [column]."
+        )
+    columns = list(columns)
+    for index, column in enumerate(columns):
+        if not isinstance(column, column_class):
+            other = "text_columns" if isinstance(column, TextColumn) else "image_columns"
+            hint = f"; pass it in {other}" if isinstance(column, (ImageColumn, TextColumn)) else ""
+            raise TypeError(f"{name}[{index}] must be a {column_class.__name__}, got {type(column).__name__}{hint}.")
+    return columns
+
+
+def _check_text_tokenizer(text_tokenizer: Any) -> None:
+    if text_tokenizer is None:
+        raise ValueError("Text columns need a `text_tokenizer` (e.g. FourMTokenizer).")
+    if not callable(text_tokenizer):
+        raise TypeError(
+            "text_tokenizer must be callable as text_tokenizer(texts, add_special_tokens=False) (e.g. a "
+            f"FourMTokenizer), got {type(text_tokenizer).__name__}."
+        )
+    eos = getattr(text_tokenizer, "eos_token_id", None)
+    if isinstance(eos, bool) or not isinstance(eos, numbers.Integral) or eos < 0:
+        raise ValueError(f"text_tokenizer needs an integer eos_token_id (sequences end with [EOS]), got {eos!r}.")
 
 
 def _output_features(dataset, image_columns, text_columns, num_crops, removed) -> datasets.Features:
@@ -336,24 +620,55 @@ def pretokenize(
         fingerprint (`str`, *optional*): cache key of the result; by default a hash of the dataset's fingerprint and of
             every setting, tokenizers included.
     """
-    image_columns, text_columns = list(image_columns), list(text_columns)
+    if not isinstance(dataset, datasets.Dataset):
+        hint = "; pick a split, e.g. dataset['train']" if isinstance(dataset, datasets.DatasetDict) else ""
+        raise TypeError(f"dataset must be a datasets.Dataset, got {type(dataset).__name__}{hint}.")
+    image_columns = _column_list(image_columns, ImageColumn, "image_columns")
+    text_columns = _column_list(text_columns, TextColumn, "text_columns")
     if not image_columns and not text_columns:
         raise ValueError("Nothing to pre-tokenise: give image_columns and/or text_columns.")
-    if num_crops < 1 or not 0 < min_crop_scale <= 1:
-        raise ValueError(f"num_crops must be >= 1 and min_crop_scale in (0, 1], got {num_crops} and {min_crop_scale}.")
+    if len(dataset) == 0:
+        raise ValueError("The dataset has no rows: nothing to pre-tokenise.")
+    check_int(num_crops, "num_crops", minimum=1)
+    check_number(min_crop_scale, "min_crop_scale", 0, 1, open_minimum=True)
+    check_int(seed, "seed", minimum=0)
+    check_int(batch_size, "batch_size", minimum=1)
+    check_int(num_shards, "num_shards", minimum=1, maximum=len(dataset))
+    check_bool(remove_source_columns, "remove_source_columns")
+    if image_size is not None:
+        check_int(image_size, "image_size", minimum=1)
+    if image_processor is not None and not isinstance(image_processor, FourMImageProcessor):
+        raise TypeError(f"image_processor must be a FourMImageProcessor, got {type(image_processor).__name__}.")
+    for name, value in (("cache_dir", cache_dir), ("fingerprint", fingerprint)):
+        if value is not None and not isinstance(value, (str, os.PathLike) if name == "cache_dir" else str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}.")
     sources = [c.source for c in image_columns + text_columns]
     missing = sorted(set(sources) - set(dataset.column_names))
     if missing:
-        raise ValueError(f"Columns {missing} are not in the dataset; it has {dataset.column_names}.")
+        raise ValueError(
+            f"Columns {missing} are not in the dataset; it has {dataset.column_names}."
+            f"{close_match(missing[0], dataset.column_names)}"
+        )
     outputs = [c.modality for c in image_columns + text_columns]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"Output columns must be distinct, got {outputs}.")
+    if text_columns:
+        _check_text_tokenizer(text_tokenizer)
+    cropped = [c.modality for c in text_columns if c.follows_crops]
+    if cropped and not image_columns:
+        raise ValueError(
+            f"{cropped[0]}: boxes are cropped with the images; give an image column of the same rows (their size "
+            "sets the crops)."
+        )
     sizes = {c.modality: c.spec.image_size for c in image_columns}
     if image_size is not None and any(size != image_size for size in sizes.values()):
         raise ValueError(f"image_size={image_size}, but the image columns' modalities have the resolutions {sizes}.")
     default_size = image_size or next(iter(sizes.values()), 224)
     processor = image_processor or FourMImageProcessor(image_size=default_size, do_center_crop=False)
-    function = _Pretokenizer(image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed)
+    dtypes = {c.source: _feature_dtype(dataset.features[c.source]) for c in image_columns}
+    function = _Pretokenizer(
+        image_columns, text_columns, text_tokenizer, processor, num_crops, min_crop_scale, seed, dtypes
+    )
     removed = set(outputs) | (set(sources) if remove_source_columns else set())
     features = _output_features(dataset, image_columns, text_columns, num_crops, removed)
     if fingerprint is None:
@@ -362,8 +677,6 @@ def pretokenize(
         fingerprint = datasets.fingerprint.Hasher.hash(settings)
     if cache_dir is None and dataset.cache_files:
         cache_dir = os.path.dirname(dataset.cache_files[0]["filename"])
-    if num_shards < 1 or num_shards > max(len(dataset), 1):
-        raise ValueError(f"num_shards must be in [1, {max(len(dataset), 1)}], got {num_shards}.")
 
     shards, offset = [], 0
     for index in range(num_shards):
@@ -388,7 +701,8 @@ def pretokenize(
             )
         )
         offset += len(shard)
+    function.warn_left_out()
     return datasets.concatenate_datasets(shards) if num_shards > 1 else shards[0]
 
 
-__all__ = ["ImageColumn", "TextColumn", "crop_boxes", "crop_settings", "pretokenize"]
+__all__ = ["BOX_FORMATS", "ImageColumn", "TextColumn", "crop_boxes", "crop_settings", "normalized_boxes", "pretokenize"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from ..checks import check_int
+from ..checks import check_int, error_context
 from ..modalities import MODALITIES, get_family, get_modality
 from .rendering import render_image
 
@@ -108,11 +108,8 @@ def _render(
     renderer: Callable, name: str, decoded: Mapping[str, Any], sample: int, background: Image.Image | None, size: int
 ) -> Image.Image:
     """One tile; a renderer's complaint about the value is re-raised naming the modality and the sample."""
-    try:
+    with error_context(f"decoded[{name!r}][{sample}] cannot be drawn"):
         tile = renderer(decoded[name][sample], background, size)
-    except (TypeError, ValueError) as error:
-        kind = TypeError if isinstance(error, TypeError) else ValueError
-        raise kind(f"decoded[{name!r}][{sample}] cannot be drawn: {error}") from error
     if not isinstance(tile, Image.Image):
         raise TypeError(f"The renderer of {name!r} must return a PIL image, got {type(tile).__name__}.")
     if tile.size != (size, size):

@@ -71,32 +71,41 @@ def _channels_last(array: np.ndarray, channels: int, modality: str) -> np.ndarra
     return array
 
 
+def check_image_object(image: Any, what: str) -> None:
+    """A TypeError unless `image` is an image (PIL, array or tensor): not None, not a file path."""
+    if image is None or isinstance(image, (str, bytes, os.PathLike)):
+        hint = "" if image is None else "; load it first, e.g. with PIL.Image.open"
+        raise TypeError(
+            f"{what} is {type(image).__name__}{hint}; expected a PIL image, a NumPy array or a torch tensor."
+        )
+
+
+def check_image_values(array: np.ndarray, what: str) -> None:
+    """A clear error unless `array` has a real numeric dtype (not bool, complex or object), finite values and no
+    empty side."""
+    if array.dtype == np.bool_ or array.dtype.kind not in "uif":
+        raise TypeError(f"{what} has dtype {array.dtype}; expected integer or float values.")
+    if 0 in array.shape[:2]:
+        raise ValueError(f"{what} is empty: shape {tuple(array.shape)}.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f"{what} has {bad} NaN or infinite values; fill them first (e.g. np.nan_to_num).")
+
+
 def _image_batch(
     images: ImageLike | Sequence[ImageLike], channels: int, modality: str, pil_mode: str | None = None
 ) -> list[np.ndarray]:
-    """A single image or a batch as channels-last arrays, each checked: an image (not None, not a path), a real
-    numeric dtype (not bool, complex or object), finite values. PIL images are converted to `pil_mode` first."""
+    """A single image or a batch as checked channels-last arrays; PIL images are converted to `pil_mode` first."""
     batch = _as_list(images, single_channel=channels == 1)
     if not batch:
         raise ValueError(f"{modality}: got an empty batch (0 images); pass at least one image.")
     arrays = []
     for index, image in enumerate(batch):
-        if image is None or isinstance(image, (str, bytes, os.PathLike)):
-            hint = "" if image is None else "; load it first, e.g. with PIL.Image.open"
-            raise TypeError(
-                f"{modality}: image {index} of the batch is {type(image).__name__}{hint}; expected a PIL image, "
-                "a NumPy array or a torch tensor."
-            )
+        check_image_object(image, f"{modality}: image {index} of the batch")
         if pil_mode is not None and isinstance(image, Image.Image):
             image = image.convert(pil_mode)
         array = _channels_last(_to_numpy(image), channels, modality)
-        if array.dtype == np.bool_ or array.dtype.kind not in "uif":
-            raise TypeError(f"{modality}: image {index} has dtype {array.dtype}; expected integer or float values.")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).sum())
-            raise ValueError(
-                f"{modality}: image {index} has {bad} NaN or infinite values; fill them first (e.g. np.nan_to_num)."
-            )
+        check_image_values(array, f"{modality}: image {index}")
         arrays.append(array)
     return arrays
 
