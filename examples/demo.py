@@ -68,6 +68,7 @@ from fourm_hf import (
     plot_modalities,
     register_modality,
 )
+from fourm_hf.checks import check_int, check_number
 from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
 from fourm_hf.evaluation.metrics import mean_iou
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
@@ -119,6 +120,28 @@ class DemoSettings:
     caption_to_rgb_temperature: float = 1.0
     caption_to_rgb_guidance: float = 3.0
 
+    def __post_init__(self):
+        """Every setting in range before any work starts: sizes and counts positive (the seed non-negative), rates
+        and temperatures positive, fractions and weights in range."""
+        non_negative = ("seed", "rgb_salient_emphasis", "caption_to_rgb_guidance")
+        for field in dataclasses.fields(self):
+            value, name = getattr(self, field.name), f"--{field.name}"
+            if field.type == "int":
+                check_int(value, name, minimum=0 if field.name in non_negative else 1)
+            elif field.name == "warmup_fraction":
+                check_number(value, name, 0, 1, open_maximum=True)
+            else:
+                check_number(value, name, 0, open_minimum=field.name not in non_negative)
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"--image_size ({self.image_size}) must be a multiple of --patch_size ({self.patch_size})."
+            )
+        if max(1, round(self.warmup_fraction * self.steps)) >= self.steps:
+            raise ValueError(
+                f"--steps ({self.steps}) must leave steps after the warm-up ({self.warmup_fraction:g} of them, at "
+                "least one): raise --steps or lower --warmup_fraction."
+            )
+
 
 PRESETS = {
     "quick": DemoSettings(),
@@ -152,6 +175,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Na
     for field in dataclasses.fields(DemoSettings):
         parser.add_argument(f"--{field.name}", type={"int": int, "float": float}[field.type], default=None)
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        check_int(args.threads, "--threads", minimum=1)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)}
     settings = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     return settings, args

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -97,19 +97,21 @@ def error_context(prefix: str) -> Iterator[None]:
         raise kind(f"{prefix}: {error}") from error
 
 
-def check_training_arguments(args: Any, check_learning_rate: bool = True) -> None:
+def check_training_arguments(args: Any, derived: Collection[str] = ()) -> None:
     """The `TrainingArguments` fields that transformers accepts but cannot train with: batch sizes, accumulation,
-    step and epoch counts, learning rate, weight decay. Raised before any model or dataset is loaded."""
+    step and epoch counts, learning rate, weight decay. Raised before any model or dataset is loaded. Fields in
+    `derived` (`"max_steps"`, `"learning_rate"`) are computed by the script and not checked."""
     for field in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         check_int(getattr(args, field), f"--{field}", minimum=1)
-    max_steps = check_int(args.max_steps, "--max_steps")
-    if max_steps == 0 or max_steps < -1:
-        raise ValueError(
-            f"--max_steps must be a positive number of steps (or -1 to use --num_train_epochs), got {max_steps}."
-        )
-    if max_steps == -1:
-        check_number(args.num_train_epochs, "--num_train_epochs", 0, open_minimum=True)
-    if check_learning_rate:
+    if "max_steps" not in derived:
+        max_steps = check_int(args.max_steps, "--max_steps")
+        if max_steps == 0 or max_steps < -1:
+            raise ValueError(
+                f"--max_steps must be a positive number of steps (or -1 to use --num_train_epochs), got {max_steps}."
+            )
+        if max_steps == -1:
+            check_number(args.num_train_epochs, "--num_train_epochs", 0, open_minimum=True)
+    if "learning_rate" not in derived:
         check_number(args.learning_rate, "--learning_rate", 0, open_minimum=True)
     check_number(args.weight_decay, "--weight_decay", 0)
 

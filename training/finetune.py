@@ -37,6 +37,7 @@ from fourm_hf import (
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
+from fourm_hf.checks import check_choice, check_int, check_number, check_training_arguments, close_match
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -71,6 +72,19 @@ class ModelArguments:
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
 
+    def __post_init__(self):
+        check_choice(self.task, "--task", TASKS)
+        if self.layer_decay is not None:
+            check_number(self.layer_decay, "--layer_decay", 0, 1, open_minimum=True)
+        if self.drop_path_rate is not None:
+            check_number(self.drop_path_rate, "--drop_path_rate", 0, 1, open_maximum=True)
+        for name in ("head_hidden_size", "num_labels"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), f"--{name}", minimum=1)
+        check_int(self.lora_r, "--lora_r", minimum=0)
+        check_number(self.lora_alpha, "--lora_alpha", 0, open_minimum=True)
+        check_number(self.lora_dropout, "--lora_dropout", 0, 1, open_maximum=True)
+
 
 @dataclass
 class DataTrainingArguments:
@@ -86,6 +100,16 @@ class DataTrainingArguments:
     image_size: int | None = field(default=None, metadata={"help": "Pixel resolution; defaults to the model's."})
     do_reduce_labels: bool = field(default=False, metadata={"help": "Segmentation: 0 -> 255 (ignored), others - 1."})
     depth_scale: float = field(default=1.0, metadata={"help": "Depth labels are divided by this value."})
+
+    def __post_init__(self):
+        check_number(self.train_val_split, "--train_val_split", 0, 1, open_minimum=True, open_maximum=True)
+        for name in ("max_train_samples", "max_eval_samples", "image_size"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), f"--{name}", minimum=1)
+        check_number(self.depth_scale, "--depth_scale", 0, open_minimum=True)
+        path = os.path.expanduser(self.dataset_name)
+        if self.dataset_name.startswith((".", "/", "~")) and not os.path.exists(path):
+            raise FileNotFoundError(f"--dataset_name {self.dataset_name!r}: no such local dataset directory.")
 
 
 def to_pixel_values(image, size: int, flip: bool) -> np.ndarray:
@@ -146,12 +170,26 @@ def load_splits(data_args: DataTrainingArguments, seed: int) -> DatasetDict:
     for name, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
             dataset[name] = dataset[name].select(range(min(limit, len(dataset[name]))))
+    check_columns(dataset, data_args)
     return dataset
 
 
+def check_columns(dataset: DatasetDict, data_args: DataTrainingArguments) -> None:
+    """Both splits have rows and the image and label columns."""
+    for split in ("train", "validation"):
+        columns = dataset[split].column_names
+        for flag in ("image_column_name", "label_column_name"):
+            name = getattr(data_args, flag)
+            if name not in columns:
+                raise ValueError(
+                    f"--{flag} {name!r} is not a column of the {split} split; it has {columns}."
+                    f"{close_match(name, columns)}"
+                )
+        if len(dataset[split]) == 0:
+            raise ValueError(f"The {split} split of {data_args.dataset_name!r} has no rows.")
+
+
 def build_model(model_args: ModelArguments, dataset: DatasetDict, label_column: str):
-    if model_args.task not in TASKS:
-        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {model_args.task!r}.")
     overrides = {}
     if model_args.drop_path_rate is not None:
         overrides["encoder_drop_path_rate"] = model_args.drop_path_rate
@@ -201,6 +239,7 @@ def model_image_size(model) -> int:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_training_arguments(training_args)
     training_args.remove_unused_columns = False  # the transforms read the raw image and label columns
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)

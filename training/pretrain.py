@@ -36,6 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
+from fourm_hf.checks import check_int, check_number, check_training_arguments, close_match
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 
 logger = logging.get_logger(__name__)
@@ -74,6 +75,7 @@ class FourMPretrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_arguments()
         defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
         for name in ("learning_rate", "max_steps", "warmup_steps"):
             if getattr(self, name) != defaults[name]:
@@ -90,13 +92,39 @@ class FourMPretrainingArguments(TrainingArguments):
                 f"{self.warmup_steps} warm-up steps of {self.max_steps}."
             )
 
+    def check_arguments(self) -> None:
+        """The 4M fields and the `TrainingArguments` that would fail later (or train on nothing), checked before any
+        model or dataset is loaded."""
+        check_training_arguments(self, derived=("learning_rate", "max_steps"))
+        check_number(self.base_learning_rate, "--base_learning_rate", 0, open_minimum=True)
+        check_number(self.min_base_learning_rate, "--min_base_learning_rate", 0, self.base_learning_rate)
+        check_number(self.total_tokens, "--total_tokens", 0, open_minimum=True)
+        check_number(self.warmup_tokens, "--warmup_tokens", 0)
+        check_int(self.masking_seed, "--masking_seed", minimum=0)
+        if self.train_dataset is not None and not os.path.isdir(self.train_dataset):
+            raise FileNotFoundError(
+                f"--train_dataset {self.train_dataset!r} is not a directory; give a pre-tokenised dataset written with "
+                "Dataset.save_to_disk."
+            )
+        for name in ("input_tokens", "target_tokens"):
+            self.token_budget(name)
+
+    def token_budget(self, name: str) -> int | tuple[int, int] | None:
+        """`--input_tokens` / `--target_tokens` as a budget: 'n' or 'min,max' (positive integers, min <= max)."""
+        value = getattr(self, name)
+        if value is None:
+            return None
+        parts = str(value).split(",")
+        if len(parts) > 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+            raise ValueError(f"--{name} must be 'n' or 'min,max' with positive integers, got {value!r}.")
+        budget = tuple(int(part) for part in parts)
+        if budget[0] > budget[-1]:
+            raise ValueError(f"--{name}: min must not exceed max, got {value!r}.")
+        return budget if len(budget) > 1 else budget[0]
+
     def load_mixture(self):
-        overrides = {
-            key: tuple(int(v) for v in str(value).split(","))
-            for key, value in (("input_tokens", self.input_tokens), ("target_tokens", self.target_tokens))
-            if value is not None
-        }
-        return load_mixture(self.mixture, **{k: v if len(v) > 1 else v[0] for k, v in overrides.items()})
+        overrides = {name: self.token_budget(name) for name in ("input_tokens", "target_tokens")}
+        return load_mixture(self.mixture, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -214,6 +242,23 @@ def build_collator(args: FourMPretrainingArguments, config: FourMConfig) -> Four
     return FourMMaskingCollator(mixture, **options)
 
 
+def check_dataset(dataset: Any, args: FourMPretrainingArguments) -> None:
+    """The dataset has rows and a column for every modality the mixture masks."""
+    if isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(f"--train_dataset holds the splits {list(dataset)}; give the directory of one split.")
+    if len(dataset) == 0:
+        raise ValueError("The training dataset has no rows.")
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return
+    missing = [name for name in args.load_mixture().modalities if name not in columns]
+    if missing:
+        raise ValueError(
+            f"The mixture {args.mixture!r} masks {missing}, which the dataset has no column for "
+            f"(it has {columns}).{close_match(missing[0], columns)} Pre-tokenise them or choose a mixture without them."
+        )
+
+
 def run_pretraining(
     args: FourMPretrainingArguments,
     model: FourMForMaskedModeling | None = None,
@@ -222,11 +267,12 @@ def run_pretraining(
 ) -> FourMPretrainer:
     """Train (resuming from the last checkpoint of `output_dir` when `auto_resume`) and return the trainer."""
     set_seed(args.seed)
-    model = model if model is not None else build_model(args)
     if train_dataset is None:
         if args.train_dataset is None:
             raise ValueError("Give --train_dataset (a pre-tokenised dataset saved with save_to_disk).")
         train_dataset = datasets.load_from_disk(args.train_dataset).with_format("numpy")
+    check_dataset(train_dataset, args)
+    model = model if model is not None else build_model(args)
     trainer = FourMPretrainer(
         model=model,
         args=args,

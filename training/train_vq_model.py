@@ -34,6 +34,7 @@ from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMImageProcessor, FourMVQVAE, FourMVQVAEConfig, load_vq_model
+from fourm_hf.checks import check_choice, check_int, check_number, check_training_arguments, close_match
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -58,6 +59,28 @@ class TokenizerTrainingArguments:
     weight_ema_decay: float = field(default=0.0, metadata={"help": "EMA of the weights (0: off)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate the dataset"})
 
+    def __post_init__(self):
+        check_choice(self.input_kind, "--input_kind", ("image", "class_ids"))
+        check_choice(self.model, "--model", MODELS)
+        for name in ("min_size", "max_size", "size_step"):
+            check_int(getattr(self, name), f"--{name}", minimum=1)
+        if self.min_size > self.max_size:
+            raise ValueError(f"--min_size ({self.min_size}) must not exceed --max_size ({self.max_size}).")
+        check_int(self.label_offset, "--label_offset", minimum=0, maximum=255)
+        check_number(self.coef_ema_dead_code, "--coef_ema_dead_code", 0, open_minimum=True)
+        check_number(self.weight_ema_decay, "--weight_ema_decay", 0, 1, open_maximum=True)
+        if self.max_train_samples is not None:
+            check_int(self.max_train_samples, "--max_train_samples", minimum=1)
+        if self.config is not None and not Path(self.config).is_file():
+            raise FileNotFoundError(f"--config {self.config!r}: no such JSON file of config fields.")
+        folder = self.dataset.split(":", 1)[1] if self.dataset.startswith("imagefolder:") else None
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"--dataset {self.dataset!r}: no such image folder {folder!r}.")
+
+    def sizes(self) -> list[int]:
+        """The training resolutions: range(min_size, max_size + 1, size_step)."""
+        return list(range(self.min_size, self.max_size + 1, self.size_step))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Data
@@ -76,7 +99,12 @@ def load_images(args: TokenizerTrainingArguments):
     else:
         dataset = load_dataset(args.dataset, args.dataset_config, split=args.split)
     if args.image_column not in dataset.column_names:
-        raise ValueError(f"No column {args.image_column!r} in the dataset; columns: {dataset.column_names}.")
+        raise ValueError(
+            f"No column {args.image_column!r} in the dataset; columns: {dataset.column_names}."
+            f"{close_match(args.image_column, dataset.column_names)}"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"The {args.split!r} split of {args.dataset!r} has no rows.")
     if args.max_train_samples is not None:
         dataset = dataset.select(range(min(args.max_train_samples, len(dataset))))
     return dataset
@@ -135,15 +163,13 @@ class MultiResolutionCollator:
 def build_model(args: TokenizerTrainingArguments, training_args: TrainingArguments):
     """A fresh tokenizer from `--config` (or the defaults), or the `--init_from` one; sets the dead-code threshold
     from the batch size as the official trainer does unless the config gives one."""
-    if args.model not in MODELS:
-        raise ValueError(f"--model must be one of {sorted(MODELS)}, got {args.model!r}.")
     model_class, config_class = MODELS[args.model]
     if args.init_from is not None:
         model = load_vq_model(args.init_from)
         if not isinstance(model, model_class):
             raise ValueError(f"--init_from {args.init_from} is a {type(model).__name__}, not a {model_class.__name__}.")
         return model
-    fields = json.loads(Path(args.config).read_text()) if args.config else {}
+    fields = read_config_fields(args.config) if args.config else {}
     if "dead_code_threshold" not in fields:
         patch = fields.get("patch_size", 16)
         tokens_per_image = ((args.min_size + args.max_size) // 2 // patch) ** 2
@@ -151,6 +177,27 @@ def build_model(args: TokenizerTrainingArguments, training_args: TrainingArgumen
         codes_per_token = batch * tokens_per_image / fields.get("codebook_size", 16384)
         fields["dead_code_threshold"] = codes_per_token / args.coef_ema_dead_code
     return model_class(config_class(**fields))
+
+
+def read_config_fields(path: str) -> dict:
+    """The config fields of a `--config` JSON file (an object)."""
+    try:
+        fields = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config {path!r} is not valid JSON: {error}.") from error
+    if not isinstance(fields, dict):
+        raise ValueError(f"--config {path!r} must hold a JSON object of config fields, got {type(fields).__name__}.")
+    return fields
+
+
+def check_sizes(args: TokenizerTrainingArguments, patch_size: int) -> None:
+    """Every training resolution is a whole number of patches."""
+    wrong = [size for size in args.sizes() if size % patch_size]
+    if wrong:
+        raise ValueError(
+            f"Training resolutions {wrong} are not multiples of the model's patch size {patch_size}; choose "
+            "--min_size, --max_size and --size_step as multiples of it."
+        )
 
 
 class WeightEMACallback(TrainerCallback):
@@ -184,17 +231,17 @@ def main(argv: list[str] | None = None):
         remove_unused_columns=False, report_to="none",
     )
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if not args.min_size <= args.max_size:
-        raise ValueError(f"--min_size ({args.min_size}) must not exceed --max_size ({args.max_size}).")
+    check_training_arguments(training_args)
 
     model = build_model(args, training_args)
     config = model.config
+    check_sizes(args, config.patch_size)
     if (args.input_kind == "class_ids") != (config.num_classes is not None):
         raise ValueError("--input_kind class_ids needs a tokenizer with num_classes, and only then.")
     dataset = load_images(args).with_transform(
         ImageTransform(args.image_column, args.max_size, config.num_channels, args.input_kind, args.label_offset)
     )
-    sizes = list(range(args.min_size, args.max_size + 1, args.size_step))
+    sizes = args.sizes()
     callbacks = [WeightEMACallback(args.weight_ema_decay)] if args.weight_ema_decay > 0 else []
     trainer = Trainer(
         model=model, args=training_args, train_dataset=dataset,
