@@ -7,11 +7,13 @@ bare official .safetensors file. DST: output directory (config.json, model.safet
 """
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import FourMForMaskedModeling
+from fourm_hf.conversion.files import check_destination, check_source
 from fourm_hf.conversion.official_fourm import read_official_checkpoint
 
 CARD = """---
@@ -40,12 +42,22 @@ The fourm_hf code is Apache-2.0. The released 4M weights carry their own licence
 """
 
 
-def main() -> None:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: the source exists (or is a repo id) and the destination is not a file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="official directory, repo id or bare .safetensors file")
     parser.add_argument("destination", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        check_source(args.source, "source")
+        check_destination(args.destination)
+    except (OSError, TypeError) as err:
+        parser.error(str(err))
+    return args
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_arguments(argv)
     if read_official_checkpoint(args.source) is None:
         raise SystemExit(f"{args.source} is not an official 4M checkpoint (no official config found).")
     model = FourMForMaskedModeling.from_pretrained(args.source)

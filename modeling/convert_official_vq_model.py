@@ -4,16 +4,19 @@
 
 SRC: an official Hub-layout directory or repo id (config.json + model.safetensors, e.g.
 EPFL-VILAB/4M_tokenizers_semseg_4k_224-448), a bare official .safetensors file, or a preset name from
-family with a released VQ model (e.g. "rgb", "tok_depth"). DST: output directory (config.json, model.safetensors, README.md).
+family with a released VQ model (e.g. "rgb", "tok_depth"). DST: output directory (config.json, model.safetensors,
+README.md).
 """
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from fourm_hf.conversion.official_vq import read_official_tokenizer
 from fourm_hf import load_vq_model
+from fourm_hf.conversion.files import check_destination, check_source
+from fourm_hf.conversion.official_vq import read_official_tokenizer
 from fourm_hf.modalities import FAMILIES, vq_model_id
 
 CARD = """---
@@ -43,14 +46,28 @@ The fourm_hf code is Apache-2.0. The released 4M tokenizer weights carry their o
 """
 
 
-def main() -> None:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: `source` is a family with a released VQ model (replaced by its Hub id), an
+    existing path or a repo id; the destination is not a file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="official directory, repo id, bare .safetensors file, or a family with a released VQ model")
+    parser.add_argument(
+        "source", help="official directory, repo id, bare .safetensors file, or a family with a released VQ model"
+    )
     parser.add_argument("destination", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        if args.source in FAMILIES or f"tok_{args.source}" in FAMILIES:
+            args.source = vq_model_id(args.source)
+        check_source(args.source, "source")
+        check_destination(args.destination)
+    except (OSError, TypeError, ValueError) as err:
+        parser.error(str(err))
+    return args
 
-    named = args.source in FAMILIES or f"tok_{args.source}" in FAMILIES
-    source = vq_model_id(args.source) if named else args.source
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    source = args.source
     if read_official_tokenizer(source) is None:
         raise SystemExit(f"{source} is not an official 4M tokenizer (no official config found).")
     model = load_vq_model(source)

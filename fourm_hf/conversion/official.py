@@ -9,14 +9,14 @@ callers pass the official-config test and the expected tensor shapes.
 from __future__ import annotations
 
 import ast
-import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from transformers.utils import cached_file
+
+from .files import open_safetensors, read_json_file
 
 
 def parse_official_metadata(metadata: dict[str, str]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def read_checkpoint(
     (`"4M model"`, `"4M tokenizer"`).
     """
     if is_bare_safetensors(path):
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             metadata = parse_official_metadata(f.metadata() or {})
         if not is_official(metadata):
             raise ValueError(
@@ -54,16 +54,20 @@ def read_checkpoint(
                 "together with its config.json instead."
             )
         return metadata, str(path)
+    if os.path.isfile(path):
+        raise OSError(
+            f"{path} is a file; pass the checkpoint directory (config.json + model.safetensors), a Hub repo id, or a "
+            f"bare official {kind} .safetensors file."
+        )
     config_file = cached_file(str(path), "config.json", _raise_exceptions_for_missing_entries=False, **hub)
     if config_file is None:
         return None
-    with open(config_file, encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_json_file(config_file)
     if not is_official(config):
         return config, None
     weights = cached_file(str(path), "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
     if weights is None:
-        raise ValueError(f"{path} holds an official {kind} config.json but no model.safetensors.")
+        raise FileNotFoundError(f"{path} holds an official {kind} config.json but no model.safetensors.")
     return config, weights
 
 
@@ -80,7 +84,7 @@ def read_official_files(
 
 def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """Shape of every tensor of a safetensors file, read from its header (no tensor is loaded)."""
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path) as f:
         return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
 
 

@@ -9,7 +9,9 @@ Conventions:
     * mean IoU follows the usual ADE20K protocol: one confusion matrix over the whole dataset, IoU per class, mean
       over classes that occur in the references or predictions; pixels labelled `ignore_index` are skipped.
     * depth metrics follow the NYUv2 protocol: per image over valid pixels (finite reference > 0), then averaged
-      over images. `delta1` = share of pixels with max(pred / ref, ref / pred) < 1.25, `abs_rel` = mean
+      over images (an image without valid pixels is left out, with a warning).
+    * class ids (predictions and references of accuracy and mean IoU) must be integers: NaN or fractional values
+      raise a `ValueError` rather than being truncated. `delta1` = share of pixels with max(pred / ref, ref / pred) < 1.25, `abs_rel` = mean
       |pred - ref| / ref, `rmse` = root mean squared error.
 """
 
@@ -23,8 +25,62 @@ import evaluate
 import numpy as np
 import torch
 from transformers import EvalPrediction
+from transformers.utils import logging
+
+from ..checks import check_int
+
+logger = logging.get_logger(__name__)
 
 DELTA_THRESHOLD = 1.25
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _numeric_array(values: Any, name: str, what: str) -> np.ndarray:
+    """`values` as a NumPy array of real numbers; a `ValueError` for ragged input, a `TypeError` for other dtypes."""
+    try:
+        array = np.asarray(values)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be {what} of one shape (a rectangular array): {err}") from err
+    if array.ndim == 0:
+        raise TypeError(f"{name} must be an array or a list of {what}, got {type(values).__name__} {values!r}.")
+    if array.dtype == object or array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers ({what}), got dtype {array.dtype}.")
+    return array
+
+
+def _class_ids(values: Any, name: str) -> np.ndarray:
+    """`values` as an int64 array of class ids; NaN, infinite or fractional values raise a `ValueError`."""
+    array = _numeric_array(values, name, "class ids")
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite value(s); class ids are integers.")
+        fractional = array != np.round(array)
+        if fractional.any():
+            raise ValueError(
+                f"{name} must be integer class ids, got {int(fractional.sum())} fractional value(s) such as "
+                f"{array[fractional].flat[0]:g} (pass class maps, e.g. logits.argmax(1), not probabilities)."
+            )
+    return array.astype(np.int64)
+
+
+def _paired_class_ids(predictions: Any, references: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and references as int64 class-id arrays of one non-empty shape (`what` names them in errors)."""
+    predictions, references = _class_ids(predictions, "predictions"), _class_ids(references, "references")
+    if predictions.shape != references.shape:
+        raise ValueError(f"{what} must have the same shape, got {predictions.shape} and {references.shape}.")
+    if references.size == 0:
+        raise ValueError(f"{what} are empty; pass at least one prediction.")
+    return predictions, references
+
+
+def _check_label_space(num_labels: int, ignore_index: int | None) -> None:
+    check_int(num_labels, "num_labels", minimum=1)
+    if ignore_index is not None:
+        check_int(ignore_index, "ignore_index")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -32,27 +88,17 @@ DELTA_THRESHOLD = 1.25
 
 
 def accuracy(predictions: Any, references: Any) -> float:
-    """Share of predictions equal to their reference."""
-    predictions, references = np.asarray(predictions), np.asarray(references)
-    if predictions.shape != references.shape:
-        raise ValueError(
-            f"predictions and references must have the same shape, got {predictions.shape} and {references.shape}."
-        )
-    if references.size == 0:
-        raise ValueError("accuracy needs at least one prediction.")
+    """Share of predictions (class ids) equal to their reference."""
+    predictions, references = _paired_class_ids(predictions, references, "predictions and references")
     return float((predictions == references).mean())
 
 
 def confusion_matrix(predictions: Any, references: Any, num_labels: int, ignore_index: int | None = 255) -> np.ndarray:
     """(num_labels, num_labels) counts: row = reference class, column = predicted class, `ignore_index` skipped."""
-    predictions, references = np.asarray(predictions), np.asarray(references)
-    if predictions.shape != references.shape:
-        raise ValueError(
-            f"predicted and reference label maps must have the same shape, got {predictions.shape} and "
-            f"{references.shape}."
-        )
+    _check_label_space(num_labels, ignore_index)
+    predictions, references = _paired_class_ids(predictions, references, "predicted and reference label maps")
     keep = references != ignore_index if ignore_index is not None else np.ones(references.shape, dtype=bool)
-    predictions, references = predictions[keep].astype(np.int64), references[keep].astype(np.int64)
+    predictions, references = predictions[keep], references[keep]
     for name, values in (("references", references), ("predictions", predictions)):
         if values.size and (values.min() < 0 or values.max() >= num_labels):
             raise ValueError(
@@ -67,6 +113,8 @@ def iou_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
     """`mean_iou`, `mean_accuracy` (per-class recall), `overall_accuracy` and `per_category_iou` (NaN for classes
     absent from both references and predictions; they are left out of the means)."""
     confusion = np.asarray(confusion, dtype=np.float64)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"confusion must be a square (num_labels, num_labels) matrix, got shape {confusion.shape}.")
     intersection = np.diag(confusion)
     references_per_class = confusion.sum(1)
     union = references_per_class + confusion.sum(0) - intersection
@@ -90,20 +138,32 @@ def mean_iou(predictions: Any, references: Any, num_labels: int, ignore_index: i
 
 
 def depth_metrics(predictions: Any, references: Any) -> dict[str, float]:
-    """`delta1`, `delta2`, `delta3`, `abs_rel` and `rmse` of depth maps (N, H, W), per image then averaged."""
-    per_image = []
+    """`delta1`, `delta2`, `delta3`, `abs_rel` and `rmse` of depth maps (N, H, W), per image then averaged.
+
+    A map without any valid reference pixel (finite and > 0) is left out of the averages, with a warning."""
+    for name, maps in (("predictions", predictions), ("references", references)):
+        if isinstance(maps, (str, bytes)) or not hasattr(maps, "__len__") or np.ndim(maps) == 0:
+            raise TypeError(f"{name} must be a sequence of depth maps (N, H, W), got {type(maps).__name__}.")
     if len(predictions) != len(references):
         raise ValueError(f"Got {len(predictions)} predicted and {len(references)} reference depth maps.")
+    if len(references) == 0:
+        raise ValueError("depth metrics need at least one depth map; predictions and references are empty.")
+    per_image = []
     for index, (pred, ref) in enumerate(zip(predictions, references)):
-        pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+        pred = _numeric_array(pred, f"predictions[{index}]", "depths").astype(np.float64)
+        ref = _numeric_array(ref, f"references[{index}]", "depths").astype(np.float64)
         if pred.shape != ref.shape:
             raise ValueError(f"Depth map {index}: prediction {pred.shape} and reference {ref.shape} differ in shape.")
         valid = np.isfinite(ref) & (ref > 0)
         if not valid.any():
             continue
         pred, ref = pred[valid], ref[valid]
-        if not np.all(pred > 0):
-            raise ValueError(f"Depth map {index}: predicted depth must be positive at valid pixels.")
+        if not np.all(pred > 0):  # NaN fails too
+            not_finite = int((~np.isfinite(pred)).sum())
+            raise ValueError(
+                f"Depth map {index}: predicted depth must be positive at valid pixels, got "
+                f"{int((pred <= 0).sum())} value(s) <= 0 and {not_finite} NaN or infinite value(s)."
+            )
         ratio = np.maximum(pred / ref, ref / pred)
         per_image.append(
             [
@@ -116,6 +176,11 @@ def depth_metrics(predictions: Any, references: Any) -> dict[str, float]:
         )
     if not per_image:
         raise ValueError("depth metrics need at least one valid reference pixel (finite and > 0).")
+    if len(per_image) < len(references):
+        logger.warning(
+            f"depth_metrics: {len(references) - len(per_image)} of {len(references)} depth maps have no valid "
+            "reference pixel (finite and > 0) and are left out of the averages."
+        )
     values = np.mean(per_image, axis=0)
     return dict(zip(("delta1", "delta2", "delta3", "abs_rel", "rmse"), map(float, values)))
 
@@ -123,7 +188,8 @@ def depth_metrics(predictions: Any, references: Any) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------------------------
 # evaluate modules
 
-_MAP_INT = datasets.List(datasets.List(datasets.Value("int64")))
+# class ids are read as floats so that fractional values reach the checks instead of being truncated by Arrow
+_MAP_IDS = datasets.List(datasets.List(datasets.Value("float64")))
 _MAP_FLOAT = datasets.List(datasets.List(datasets.Value("float32")))
 
 
@@ -135,7 +201,9 @@ class Accuracy(evaluate.Metric):
             description="Share of predictions equal to the reference.",
             citation="",
             inputs_description="predictions, references: class ids (int).",
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
+            ),
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
@@ -150,11 +218,15 @@ class MeanIoU(evaluate.Metric):
             description="Dataset-level confusion matrix, IoU per class, mean over classes present.",
             citation="",
             inputs_description="predictions, references: (H, W) class-id maps; num_labels (int); ignore_index (int).",
-            features=datasets.Features({"predictions": _MAP_INT, "references": _MAP_INT}),
+            features=datasets.Features({"predictions": _MAP_IDS, "references": _MAP_IDS}),
         )
 
-    def _compute(self, predictions, references, num_labels: int, ignore_index: int | None = 255) -> dict[str, Any]:
-        return mean_iou(np.asarray(predictions), np.asarray(references), num_labels, ignore_index)
+    def _compute(
+        self, predictions, references, num_labels: int | None = None, ignore_index: int | None = 255
+    ) -> dict[str, Any]:
+        if num_labels is None:
+            raise ValueError("MeanIoU.compute needs num_labels=<number of classes>.")
+        return mean_iou(predictions, references, num_labels, ignore_index)
 
 
 class DepthEstimationMetrics(evaluate.Metric):
@@ -183,12 +255,18 @@ def _predictions(eval_prediction: EvalPrediction) -> np.ndarray:
 
 def classification_compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
     """`compute_metrics` for `FourMForImageClassification`: accuracy of the argmax of the logits."""
-    return {"accuracy": accuracy(_predictions(eval_prediction).argmax(-1), eval_prediction.label_ids)}
+    logits = _predictions(eval_prediction)
+    if logits.ndim != 2:
+        raise ValueError(f"classification_compute_metrics takes logits of shape (N, num_labels), got {logits.shape}.")
+    return {"accuracy": accuracy(logits.argmax(-1), eval_prediction.label_ids)}
 
 
 def argmax_logits_for_metrics(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
     """`preprocess_logits_for_metrics` for segmentation: keep (B, H, W) class maps instead of (B, C, H, W) logits."""
     logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"argmax_logits_for_metrics takes logits of shape (B, num_labels, H, W), got {got}.")
     return logits.argmax(1)
 
 
@@ -197,6 +275,7 @@ def segmentation_compute_metrics(
 ) -> Callable[[EvalPrediction], dict[str, float]]:
     """`compute_metrics` for `FourMForSemanticSegmentation` (takes logits, or class maps from
     `argmax_logits_for_metrics`): mean IoU, mean accuracy, overall accuracy."""
+    _check_label_space(num_labels, ignore_index)
 
     def compute(eval_prediction: EvalPrediction) -> dict[str, float]:
         predictions = _predictions(eval_prediction)

@@ -1,4 +1,5 @@
-"""The one `from_pretrained` of every fourm_hf model (4M models, task heads, VQ models).
+"""The one `from_pretrained` of every fourm_hf model (4M models, task heads, VQ models), and the tensor checks their
+public methods share (empty batches, non-finite values, ids out of range).
 
 Official apple/ml-4m checkpoints (a Hub repo or directory with the official `config.json` + `model.safetensors`, or
 a bare `.safetensors` file with the config in its metadata) are converted on load; native checkpoints go through
@@ -11,11 +12,36 @@ import os
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from ..conversion.files import check_source, find_safetensors, load_safetensors, unreadable_weights
 from ..conversion.hub import hub_kwargs
 from ..conversion.official import read_checkpoint
+
+
+def check_not_empty(tensor: torch.Tensor, argument: str, owner: str) -> None:
+    """Raise a `ValueError` when `tensor` has no element (an empty batch or a zero-sized grid)."""
+    if tensor.numel() == 0:
+        shape = tuple(tensor.shape)
+        if shape[0] == 0:
+            raise ValueError(f"{owner}: {argument} is an empty batch (shape {shape}); pass at least one sample.")
+        raise ValueError(f"{owner}: {argument} has a dimension of size 0 (shape {shape}).")
+
+
+def check_finite(tensor: torch.Tensor, argument: str, owner: str) -> None:
+    """Raise a `ValueError` counting the NaN / infinite values of a floating-point `tensor`."""
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{owner}: {argument} holds {bad} NaN or infinite value(s) of {tensor.numel()}.")
+
+
+def check_range(ids: torch.Tensor, what: str, size: int, note: str = "") -> None:
+    """Raise a `ValueError` unless the integer `ids` (described as `what`) lie in `[0, size)`."""
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= size:
+        raise ValueError(f"{what} must lie in [0, {size}){note}, got values in [{low}, {high}].")
 
 
 def meta_state_shapes(model_class: type[PreTrainedModel], config: PreTrainedConfig) -> dict[str, torch.Size]:
@@ -87,21 +113,32 @@ class FourMLoadingMixin:
         `model.safetensors`, or a bare `.safetensors` file with the config in its metadata), converted on load.
 
         Tensors that are missing (see `_required_key_prefixes`), unexpected or shaped differently from the config
-        raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Other keyword arguments are those
-        of `PreTrainedModel.from_pretrained`; `name_or_path` of the model is what was passed.
+        raise a `ValueError` (pass `ignore_mismatched_sizes=True` to only warn). Weights are read from safetensors
+        files only (a pickle-only checkpoint is refused); a missing, truncated or corrupt file raises an `OSError`
+        naming it. Other keyword arguments are those of `PreTrainedModel.from_pretrained`; `name_or_path` of the
+        model is what was passed.
         """
         source = pretrained_model_name_or_path
-        official = False
+        if source is not None:
+            source = check_source(source)
+        if kwargs.get("use_safetensors", True) is not True:
+            raise ValueError(
+                f"use_safetensors={kwargs['use_safetensors']!r}: fourm_hf loads safetensors weights only (unpickling "
+                "a checkpoint can run arbitrary code)."
+            )
+        kwargs["use_safetensors"] = True
+        official, weights = False, None
         if source is not None and "state_dict" not in kwargs:
             hub = hub_kwargs(kwargs)
             found = read_checkpoint(source, cls._is_official_config, f"4M {cls._checkpoint_kind}", **hub)
             if found is not None and found[1] is None:
                 cls._check_model_type(source, found[0].get("model_type"), found[0].get("architectures"))
+                weights = find_safetensors(source, **hub)
             elif found is not None:
                 official_config, weights_file = found
                 config = cls._config_from_official(official_config, weights_file)
                 cls._check_model_type(source, config.model_type, config.architectures)
-                kwargs["state_dict"] = cls._state_dict_from_official(load_file(weights_file), config)
+                kwargs["state_dict"] = cls._state_dict_from_official(load_safetensors(weights_file), config)
                 kwargs.setdefault("config", config)
                 kwargs = {key: value for key, value in kwargs.items() if key not in hub}
                 pretrained_model_name_or_path, official = None, True
@@ -111,10 +148,13 @@ class FourMLoadingMixin:
 
         strict = not kwargs.pop("ignore_mismatched_sizes", False)
         return_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True,
-            **kwargs,
-        )
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True,
+                **kwargs,
+            )
+        except SafetensorError as err:
+            raise unreadable_weights(weights or str(source), err) from err
         if strict:
             missing = sorted(k for k in info["missing_keys"] if k.startswith(cls._required_key_prefixes))
             problems = [
@@ -134,4 +174,4 @@ class FourMLoadingMixin:
         return (model, info) if return_info else model
 
 
-__all__ = ["FourMLoadingMixin", "meta_state_shapes"]
+__all__ = ["FourMLoadingMixin", "check_finite", "check_not_empty", "check_range", "meta_state_shapes"]

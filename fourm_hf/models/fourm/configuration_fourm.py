@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 
+from ...checks import check_choice, close_match
 from ...modalities import MODALITIES, ModalitySpec, ensure_registered, get_modality, spec_from_dict
+from ..configuration_utils import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, RATE, FourMPreTrainedConfig
 
 FOURM7_INPUTS = (
     "rgb@224", "tok_rgb@224", "tok_depth@224", "tok_semseg@224", "tok_normal@224", "tok_clip@224", "caption", "det",
@@ -34,7 +35,7 @@ _OFFICIAL_TO_OURS = {
 
 
 @strict
-class FourMConfig(PreTrainedConfig):
+class FourMConfig(FourMPreTrainedConfig):
     r"""
     Configuration of [`FourMForMaskedModeling`] and [`FourMEncoderModel`]. Defaults build a 4M-7 B model with the
     architecture of the released checkpoints (SwiGLU MLP, no biases, bias-free LayerNorm).
@@ -73,6 +74,15 @@ class FourMConfig(PreTrainedConfig):
 
     model_type = "fourm"
     attribute_map = {"num_hidden_layers": "num_decoder_layers"}
+    _field_ranges = {
+        **dict.fromkeys(("hidden_size", "num_encoder_layers", "num_attention_heads"), AT_LEAST_ONE),
+        **dict.fromkeys(("num_decoder_layers", "num_register_tokens"), NON_NEGATIVE),  # 0: encoder-only heads
+        "mlp_ratio": POSITIVE,
+        "layer_norm_eps": POSITIVE,
+        "encoder_drop_path_rate": RATE,
+        "decoder_drop_path_rate": RATE,
+        "initializer_range": NON_NEGATIVE,
+    }
 
     hidden_size: int = 768
     num_encoder_layers: int = 12
@@ -99,6 +109,7 @@ class FourMConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
         self.encoder_modalities = list(self.encoder_modalities)
         self.decoder_modalities = list(self.decoder_modalities)
         saved = dict(self.modality_specs or {})
@@ -109,7 +120,6 @@ class FourMConfig(PreTrainedConfig):
         ensure_registered(specs)
         self.modality_specs = {name: spec.to_dict() for name, spec in specs.items()}
         self._specs = specs
-        super().__post_init__(**kwargs)
         self._check_architecture()
 
     def _check_architecture(self) -> None:
@@ -118,8 +128,14 @@ class FourMConfig(PreTrainedConfig):
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
-        if self.hidden_act not in ("silu", "gelu"):
-            raise ValueError(f"hidden_act must be 'silu' or 'gelu', got {self.hidden_act!r}.")
+        check_choice(self.hidden_act, "FourMConfig.hidden_act", ("silu", "gelu"))
+        if not self.encoder_modalities:
+            raise ValueError("FourMConfig.encoder_modalities is empty; the encoder needs at least one modality.")
+        for field in ("encoder_modalities", "decoder_modalities"):
+            names = getattr(self, field)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"FourMConfig.{field} lists {repeated} more than once; list each modality once.")
         for name in self.decoder_modalities:
             if not self.modality(name).has_decoder:
                 raise ValueError(
@@ -133,7 +149,7 @@ class FourMConfig(PreTrainedConfig):
             known = sorted(self._specs)
             if name in MODALITIES:
                 raise ValueError(f"The model has no embedding for modality {name!r}; it knows {known}.")
-            raise ValueError(f"Unknown modality {name!r}; this model knows {known}.")
+            raise ValueError(f"Unknown modality {name!r}; this model knows {known}.{close_match(name, known)}")
         return self._specs[name]
 
     def to_dict(self) -> dict[str, Any]:

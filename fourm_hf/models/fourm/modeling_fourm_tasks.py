@@ -25,11 +25,16 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
+from transformers.utils import logging
 
-from .configuration_fourm import FourMConfig
-from ...modalities import PIXELS
-from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
+from ...checks import check_choice, check_int
 from ...conversion.hub import hub_kwargs
+from ...modalities import PIXELS
+from ..modeling_utils import check_finite, check_not_empty
+from .configuration_fourm import FourMConfig
+from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
+
+logger = logging.get_logger(__name__)
 
 TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "head_hidden_size": 256,
@@ -37,6 +42,7 @@ TASK_CONFIG_DEFAULTS: dict[str, Any] = {
     "depth_loss": "silog",
 }
 DEPTH_LOSSES = ("silog", "l1")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 # Variance weight of the scale-invariant log loss (the value of the BTS / AdaBins NYUv2 recipes).
 SILOG_VARIANCE_FOCUS = 0.85
 
@@ -55,6 +61,8 @@ def _config_override_keys() -> set[str]:
 def _apply_config_overrides(config: FourMConfig, overrides: dict[str, Any]) -> None:
     """Set config fields given to `from_pretrained`; labels first so that `num_labels` and `id2label` agree."""
     if "id2label" in overrides:
+        if not isinstance(overrides["id2label"], dict):
+            raise TypeError(f"id2label must be a dict {{class id: name}}, got {type(overrides['id2label']).__name__}.")
         config.id2label = {int(k): v for k, v in overrides.pop("id2label").items()}
         config.label2id = overrides.pop("label2id", None) or {v: k for k, v in config.id2label.items()}
         if overrides.get("num_labels", config.num_labels) != config.num_labels:
@@ -63,6 +71,7 @@ def _apply_config_overrides(config: FourMConfig, overrides: dict[str, Any]) -> N
             )
     for key, value in overrides.items():
         setattr(config, key, value)
+    config.check_fields()
 
 
 class FourMTaskPreTrainedModel(FourMPreTrainedModel):
@@ -73,15 +82,24 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
     # names of the freshly initialised head modules (for peft's `modules_to_save`)
     head_module_names: tuple[str, ...] = ()
+    # whether the head's output size is `config.num_labels`
+    uses_num_labels: bool = False
 
     def __init__(self, config: FourMConfig):
         super().__init__(config)
         for key, value in TASK_CONFIG_DEFAULTS.items():
             if not hasattr(config, key):
                 setattr(config, key, value)
-        if config.depth_loss not in DEPTH_LOSSES:
-            raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {config.depth_loss!r}.")
+        self._check_head_config(config)
         self.encoder = FourMEncoder(config)
+
+    def _check_head_config(self, config: FourMConfig) -> None:
+        """The head options of `config` (see the module docstring), and `num_labels` for heads sized by it."""
+        check_int(config.head_hidden_size, "head_hidden_size", minimum=1)
+        check_int(config.semantic_loss_ignore_index, "semantic_loss_ignore_index")
+        check_choice(config.depth_loss, "depth_loss", DEPTH_LOSSES)
+        if self.uses_num_labels:
+            check_int(config.num_labels, f"{type(self).__name__}: num_labels", minimum=1)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -125,6 +143,9 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         """The encoder's pixel modality for `pixel_values` of shape (B, C, S, S), chosen by resolution."""
         if not isinstance(pixel_values, torch.Tensor):
             raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}.")
+        owner = type(self).__name__
+        if pixel_values.dim() == 4:
+            check_not_empty(pixel_values, "pixel_values", owner)
         options = {}
         for name in self.config.encoder_modalities:
             info = self.config.modality(name)
@@ -133,6 +154,8 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         shape = tuple(pixel_values.shape)
         for name, expected in options.items():
             if pixel_values.dim() == 4 and shape[1:] == expected:
+                if pixel_values.is_floating_point():
+                    check_finite(pixel_values, "pixel_values", owner)
                 return name
         raise ValueError(
             f"pixel_values of shape {shape} match no pixel modality of the model; expected (batch, C, S, S) with "
@@ -150,6 +173,11 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         Returns the encoder output and the name of the pixel modality used.
         """
         name = self.pixel_modality(pixel_values)
+        if modalities is not None and not isinstance(modalities, dict):
+            raise TypeError(
+                "modalities must be a dict {modality name: {'tensor': ...}} or None, got "
+                f"{type(modalities).__name__}."
+            )
         if modalities and name in modalities:
             raise ValueError(f"{name!r} is given as pixel_values; do not repeat it in `modalities`.")
         inputs = {name: {"tensor": pixel_values}, **(modalities or {})}
@@ -157,7 +185,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         # float32 pixels into a bf16 / fp16 model
         inputs[name] = {"tensor": pixel_values.to(self.encoder.embeddings[name].proj.weight.dtype)}
         num_patches = self.config.modality(name).num_tokens
-        if num_encoder_tokens is not None and num_encoder_tokens < num_patches:
+        if num_encoder_tokens is not None and check_int(num_encoder_tokens, "num_encoder_tokens") < num_patches:
             raise ValueError(
                 f"num_encoder_tokens must keep all {num_patches} patch tokens of {name!r}, got {num_encoder_tokens}."
             )
@@ -227,9 +255,12 @@ class FourMForImageClassification(FourMTaskPreTrainedModel):
     """
 
     head_module_names = ("fc_norm", "classifier")
+    uses_num_labels = True
 
     def __init__(self, config: FourMConfig):
         super().__init__(config)
+        if config.problem_type is not None:
+            check_choice(config.problem_type, "problem_type", PROBLEM_TYPES)
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -293,19 +324,31 @@ class FourMForImageClassification(FourMTaskPreTrainedModel):
                 raise ValueError(f"labels must be class ids in [0, {num_labels - 1}], got {_describe_range(labels)}.")
             return F.cross_entropy(logits, labels)
         if problem == "multi_label_classification":
+            if self.config.problem_type is None and tuple(labels.shape) == (batch,):
+                raise ValueError(
+                    f"labels of shape (batch,) must be integer class ids in [0, {num_labels - 1}], got {labels.dtype} "
+                    f"{_describe_range(labels)} (fractional class ids?); multi-label targets are floats of shape "
+                    f"(batch, num_labels) = ({batch}, {num_labels})."
+                )
             if tuple(labels.shape) != (batch, num_labels):
                 raise ValueError(
                     f"multi-label labels must have shape (batch, num_labels) = ({batch}, {num_labels}), got "
                     f"{tuple(labels.shape)}."
                 )
-            return F.binary_cross_entropy_with_logits(logits, labels.float())
+            labels = labels.float()
+            check_finite(labels, "labels", type(self).__name__)
+            if labels.numel() and (labels.min() < 0 or labels.max() > 1):
+                raise ValueError(f"multi-label labels must lie in [0, 1], got {_describe_range(labels)}.")
+            return F.binary_cross_entropy_with_logits(logits, labels)
         if problem == "regression":
             if labels.numel() != batch * num_labels:
                 raise ValueError(
                     f"regression labels must have shape (batch, {num_labels}) or (batch,) for one target, got "
                     f"{tuple(labels.shape)}."
                 )
-            return F.mse_loss(logits, labels.float().view(batch, num_labels))
+            labels = labels.float()
+            check_finite(labels, "labels", type(self).__name__)
+            return F.mse_loss(logits, labels.view(batch, num_labels))
         raise ValueError(f"Unknown problem_type {problem!r}.")
 
 
@@ -314,10 +357,12 @@ class FourMForSemanticSegmentation(FourMTaskPreTrainedModel):
     per-pixel class logits at the input resolution.
 
     Labels: class ids of shape (B, H, W) (H, W = the pixel size), values in [0, num_labels) or
-    `config.semantic_loss_ignore_index` for pixels the loss skips.
+    `config.semantic_loss_ignore_index` for pixels the loss skips (a batch of ignored pixels only adds 0 to the loss,
+    with a warning).
     """
 
     head_module_names = ("decode_head",)
+    uses_num_labels = True
 
     def __init__(self, config: FourMConfig):
         super().__init__(config)
@@ -363,6 +408,10 @@ class FourMForSemanticSegmentation(FourMTaskPreTrainedModel):
                 f"{_describe_range(valid)} besides the ignore index."
             )
         if not valid.numel():
+            logger.warning(
+                f"Segmentation labels with every pixel at the ignore index {ignore}: the batch adds nothing to the "
+                "loss (0)."
+            )
             return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), labels, ignore_index=ignore)
 
@@ -372,7 +421,8 @@ class FourMForDepthEstimation(FourMTaskPreTrainedModel):
     (softplus output) at the input resolution.
 
     Labels: depth maps of shape (B, H, W); pixels with a depth <= 0 or not finite are invalid (missing depth, as in
-    NYUv2) and skipped by the loss (`config.depth_loss`: `"silog"` or `"l1"`).
+    NYUv2) and skipped by the loss (`config.depth_loss`: `"silog"` or `"l1"`); a batch without any valid pixel adds
+    0 to the loss, with a warning.
     """
 
     head_module_names = ("head",)
@@ -415,6 +465,10 @@ class FourMForDepthEstimation(FourMTaskPreTrainedModel):
         predicted = predicted.float()
         valid = torch.isfinite(labels) & (labels > 0)
         if not valid.any():
+            logger.warning(
+                "Depth labels without a valid pixel (every value is <= 0, NaN or infinite, i.e. missing depth): the "
+                "batch adds nothing to the loss (0)."
+            )
             return predicted.sum() * 0.0
         if self.config.depth_loss == "l1":
             return (predicted[valid] - labels[valid]).abs().mean()

@@ -8,7 +8,9 @@ constructor dicts such as `{"enc_type": "vit_b_enc", "quant_type": "lucid", ...}
 from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+
+from ...checks import check_choice
+from ..configuration_utils import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, RATE, FourMPreTrainedConfig
 
 ENCODER_TYPES = ("vit", "bottleneck_mlp")
 QUANTIZER_TYPES = ("cosine", "memcodes")
@@ -17,9 +19,25 @@ RECONSTRUCTION_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "cosine", "c
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")  # and "shifted_cosine:<shift>"
 PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
 SCHEDULERS = ("ddpm", "ddim")
+SHIFTED_COSINE = "shifted_cosine:"
 
 
-class FourMVQConfig(PreTrainedConfig):
+def shifted_cosine_shift(beta_schedule: str) -> float | None:
+    """The shift of a `"shifted_cosine:<shift>"` schedule name (a positive number), None for other names."""
+    if not beta_schedule.startswith(SHIFTED_COSINE):
+        return None
+    try:
+        shift = float(beta_schedule[len(SHIFTED_COSINE) :])
+    except ValueError:
+        shift = float("nan")
+    if not 0 < shift < float("inf"):
+        raise ValueError(
+            f"beta_schedule {beta_schedule!r}: the shift after {SHIFTED_COSINE!r} must be a positive number."
+        )
+    return shift
+
+
+class FourMVQConfig(FourMPreTrainedConfig):
     r"""
     Encoder and quantizer fields shared by [`FourMVQVAEConfig`] and [`FourMDiVAEConfig`].
 
@@ -90,13 +108,25 @@ class FourMVQConfig(PreTrainedConfig):
     codebook_weight: float | int = 1.0
     initializer_range: float = 0.02
 
+    _field_ranges = {
+        **dict.fromkeys(
+            ("image_size", "encoder_image_size", "num_channels", "num_classes", "patch_size", "encoder_hidden_size",
+             "encoder_num_layers", "encoder_num_heads", "codebook_size", "num_codebooks", "latent_dim"),
+            AT_LEAST_ONE,
+        ),
+        **dict.fromkeys(("mlp_ratio", "layer_norm_eps", "mlp_layer_norm_eps", "memcodes_temperature"), POSITIVE),
+        **dict.fromkeys(
+            ("dead_code_threshold", "commitment_weight", "codebook_weight", "initializer_range"), NON_NEGATIVE
+        ),
+        "ema_decay": FRACTION,
+    }
+
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self._check_encoder_and_quantizer()
 
     def _check_choice(self, field: str, choices: tuple[str, ...]) -> None:
-        if getattr(self, field) not in choices:
-            raise ValueError(f"{type(self).__name__}: {field} must be one of {choices}, got {getattr(self, field)!r}.")
+        check_choice(getattr(self, field), f"{type(self).__name__}.{field}", choices)
 
     def _check_vit(self, prefix: str, image_size: int, patch_size: int) -> None:
         hidden, heads = getattr(self, f"{prefix}_hidden_size"), getattr(self, f"{prefix}_num_heads")
@@ -116,8 +146,6 @@ class FourMVQConfig(PreTrainedConfig):
         self._check_choice("code_replacement_policy", CODE_REPLACEMENT_POLICIES)
         if self.encoder_type == "vit":
             self._check_vit("encoder", self.encoder_image_size or self.image_size, self.patch_size)
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {self.num_classes}.")
         if self.quantizer_type == "cosine" and self.num_codebooks != 1:
             raise ValueError("num_codebooks > 1 (multi-head tokens) is only supported by the memcodes quantizer.")
         if self.latent_dim % self.num_codebooks:
@@ -162,6 +190,15 @@ class FourMVQVAEConfig(FourMVQConfig):
     decoder_num_heads: int = 12
     out_conv: bool = False
     reconstruction_loss: str = "mse"
+
+    _field_ranges = {
+        **FourMVQConfig._field_ranges,
+        **dict.fromkeys(
+            ("decoder_image_size", "decoder_patch_size", "decoder_hidden_size", "decoder_num_layers",
+             "decoder_num_heads"),
+            AT_LEAST_ONE,
+        ),
+    }
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -242,20 +279,41 @@ class FourMDiVAEConfig(FourMVQConfig):
     condition_dropout: float | int = 0.0
     reconstruction_loss: str = "mse"
 
+    _field_ranges = {
+        **FourMVQConfig._field_ranges,
+        **dict.fromkeys(
+            ("unet_patch_size", "unet_channels", "unet_channel_mult", "unet_num_res_blocks",
+             "unet_attention_resolutions", "unet_num_heads", "unet_norm_groups"),
+            AT_LEAST_ONE,
+        ),
+        "num_train_timesteps": {"minimum": 2},
+        **dict.fromkeys(("beta_start", "beta_end"), {"minimum": 0, "maximum": 1, "open_minimum": True}),
+        **dict.fromkeys(("unet_dropout", "condition_dropout"), RATE),
+        **dict.fromkeys(("dynamic_thresholding_ratio", "sample_max_value"), POSITIVE),
+    }
+
     def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
         self.unet_channel_mult = list(self.unet_channel_mult)
         self.unet_attention_resolutions = list(self.unet_attention_resolutions)
-        super().__post_init__(**kwargs)
         if self.num_classes is not None:
             raise ValueError("FourMDiVAE decodes pixels; class-index inputs (num_classes) need a FourMVQVAE.")
         self._check_choice("prediction_type", PREDICTION_TYPES)
         self._check_choice("scheduler", SCHEDULERS)
         self._check_choice("reconstruction_loss", ("mse", "l1", "smooth_l1"))
-        if self.beta_schedule not in BETA_SCHEDULES and not self.beta_schedule.startswith("shifted_cosine:"):
+        if shifted_cosine_shift(self.beta_schedule) is None:
+            known = (*BETA_SCHEDULES, f"{SHIFTED_COSINE}<shift>")
+            check_choice(self.beta_schedule, "FourMDiVAEConfig.beta_schedule", known)
+        if self.beta_start > self.beta_end:
             raise ValueError(
-                f"beta_schedule must be one of {BETA_SCHEDULES} or 'shifted_cosine:<shift>', got "
-                f"{self.beta_schedule!r}."
+                f"FourMDiVAEConfig.beta_start ({self.beta_start}) must not exceed beta_end ({self.beta_end})."
             )
+        if self.dynamic_thresholding_ratio > 1:
+            raise ValueError(
+                f"FourMDiVAEConfig.dynamic_thresholding_ratio must be in (0, 1], got {self.dynamic_thresholding_ratio}."
+            )
+        if not self.unet_channel_mult:
+            raise ValueError("FourMDiVAEConfig.unet_channel_mult is empty; the UNet needs at least one level.")
         widths = [self.unet_channels * m for m in self.unet_channel_mult]
         if any(w % self.unet_norm_groups or w % self.unet_num_heads for w in widths):
             raise ValueError(
@@ -269,4 +327,4 @@ class FourMDiVAEConfig(FourMVQConfig):
         return self.unet_patch_size * 2 ** (len(self.unet_channel_mult) - 1)
 
 
-__all__ = ["FourMDiVAEConfig", "FourMVQConfig", "FourMVQVAEConfig"]
+__all__ = ["FourMDiVAEConfig", "FourMVQConfig", "FourMVQVAEConfig", "shifted_cosine_shift"]

@@ -6,6 +6,8 @@ import os
 import warnings
 from typing import Any
 
+from ...checks import close_match
+from ...conversion.files import check_source
 from ...conversion.hub import hub_kwargs
 from ...conversion.official import read_checkpoint, safetensors_shapes
 from ...conversion.official_vq import config_from_official, is_official_tokenizer_config
@@ -22,7 +24,7 @@ def vq_model_class(path: str, **hub: Any) -> type[FourMVQPreTrainedModel]:
     """The class (`FourMVQVAE` or `FourMDiVAE`) of the VQ model checkpoint at `path`, native or official layout."""
     found = read_checkpoint(path, is_official_tokenizer_config, "4M tokenizer", **hub)
     if found is None:
-        raise ValueError(
+        raise FileNotFoundError(
             f"name_or_path={path!r} holds no config.json; expected a VQ model checkpoint (Hub repo id, directory, or "
             "official .safetensors file) or a family with a released VQ model."
         )
@@ -47,10 +49,19 @@ def load_vq_model(name_or_path: str | os.PathLike, **kwargs: Any) -> FourMVQPreT
             `"depth"`), a Hub id, a local directory, or a bare official `.safetensors` file.
         kwargs: passed to `from_pretrained` (Hub arguments, `dtype`, ...).
     """
-    name = os.fspath(name_or_path)
-    is_name = not os.path.exists(name) and "/" not in name
-    if is_name and (family_name(name) in FAMILIES or f"tok_{family_name(name)}" in FAMILIES):
+    name = name_or_path if isinstance(name_or_path, str) else check_source(name_or_path, "name_or_path")
+    if not os.path.exists(name) and "/" not in name:  # a family or modality name, not a path or Hub id
+        if family_name(name) not in FAMILIES and f"tok_{family_name(name)}" not in FAMILIES:
+            released = sorted(f.name for f in FAMILIES.values() if f.vq_model is not None)
+            short = [family.removeprefix("tok_") for family in released]
+            raise ValueError(
+                f"load_vq_model: {name!r} is no family with a released VQ model, local path or Hub repo id "
+                f"('namespace/name').{close_match(family_name(name), released + short)} Families with a released "
+                f"VQ model: {released}."
+            )
         name = vq_model_id(name)
+    else:
+        check_source(name, "name_or_path")
     return vq_model_class(name, **hub_kwargs(kwargs)).from_pretrained(name, **kwargs)
 
 

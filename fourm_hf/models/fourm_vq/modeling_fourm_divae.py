@@ -20,8 +20,10 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig
 from ..layers import eager_attention_forward
+from ...checks import check_choice, check_int
+from ..modeling_utils import check_finite, check_not_empty
 from .modeling_fourm_vq import RECONSTRUCTION_LOSS_FUNCTIONS, FourMVQPreTrainedModel
-from .scheduling_fourm_divae import SCHEDULER_CLASSES, FourMNoiseScheduler
+from .scheduling_fourm_divae import SCHEDULER_CLASSES, FourMNoiseScheduler, check_generator, check_timesteps
 
 logger = logging.get_logger(__name__)
 
@@ -309,9 +311,12 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         (returned as is), or None for the config's `scheduler`."""
         if isinstance(scheduler, FourMNoiseScheduler):
             return scheduler
-        name = scheduler or self.config.scheduler
-        if name not in SCHEDULER_CLASSES:
-            raise ValueError(f"Unknown scheduler {name!r}; use one of {sorted(SCHEDULER_CLASSES)} or an instance.")
+        if scheduler is not None and not isinstance(scheduler, str):
+            raise TypeError(
+                f"scheduler must be 'ddpm', 'ddim', a FourMNoiseScheduler or None, got {type(scheduler).__name__} "
+                f"{scheduler!r}."
+            )
+        name = check_choice(scheduler or self.config.scheduler, "scheduler", SCHEDULER_CLASSES)
         return SCHEDULER_CLASSES[name].from_config(self.config)
 
     def _check_image_size(self, height: int, width: int) -> None:
@@ -321,6 +326,20 @@ class FourMDiVAE(FourMVQPreTrainedModel):
                 f"FourMDiVAE decodes images whose height and width are positive multiples of {multiple} (UNet patch "
                 f"size x downsamplings), got {height}x{width}."
             )
+
+    def _output_size(self, image_size: int | tuple[int, int] | None, grid: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of decoded images: `image_size` (an int or a pair of ints), or the token grid times the
+        patch size."""
+        if image_size is None:
+            height, width = grid[0] * self.config.patch_size, grid[1] * self.config.patch_size
+        elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+            height, width = (check_int(size, "image_size", 1) for size in image_size)
+        else:
+            if isinstance(image_size, (tuple, list)):
+                raise ValueError(f"image_size must be an int or a (height, width) pair, got {image_size!r}.")
+            height = width = check_int(image_size, "image_size", 1)
+        self._check_image_size(height, width)
+        return height, width
 
     @torch.no_grad()
     def decode_latents(
@@ -346,13 +365,12 @@ class FourMDiVAE(FourMVQPreTrainedModel):
                 patch size (e.g. 14x14 tokens -> 224x224).
             timestep_spacing (`str`, *optional*): `"leading"`, `"trailing"` or `"linspace"`.
         """
+        self._check_latents(quantized_latents)
+        check_generator(generator)
         batch, _, grid_h, grid_w = quantized_latents.shape
-        if image_size is None:
-            height, width = grid_h * self.config.patch_size, grid_w * self.config.patch_size
-        else:
-            height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self._check_image_size(height, width)
+        height, width = self._output_size(image_size, (grid_h, grid_w))
         sampler = self.get_scheduler(scheduler)
+        check_int(num_steps, "num_steps", 1, sampler.num_train_timesteps)
         sampler.set_timesteps(num_steps, timestep_spacing)
         condition = quantized_latents.to(self.dtype)
         draw_device = generator.device if generator is not None else torch.device("cpu")
@@ -389,8 +407,41 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         """One UNet evaluation: the prediction (x0, noise or velocity) for `noisy_pixel_values` (B, C, H, W) at
         `timesteps` (B,) or a scalar, conditioned on `quantized_latents` (B, d, h, w); `condition_mask` (B, h, w)
         zeroes conditioning positions (True = dropped)."""
-        height, width = noisy_pixel_values.shape[-2:]
-        self._check_image_size(height, width)
+        channels = self.config.num_channels
+        if not isinstance(noisy_pixel_values, torch.Tensor) or not noisy_pixel_values.is_floating_point():
+            got = f"{type(noisy_pixel_values).__name__} {getattr(noisy_pixel_values, 'dtype', '')}".strip()
+            raise TypeError(f"FourMDiVAE.denoise: noisy_pixel_values must be a floating-point tensor, got {got}.")
+        if noisy_pixel_values.dim() != 4 or noisy_pixel_values.shape[1] != channels:
+            raise ValueError(
+                f"FourMDiVAE.denoise: noisy_pixel_values must have shape (batch, {channels}, height, width), got "
+                f"{tuple(noisy_pixel_values.shape)}."
+            )
+        check_not_empty(noisy_pixel_values, "noisy_pixel_values", "FourMDiVAE.denoise")
+        self._check_image_size(*noisy_pixel_values.shape[-2:])
+        self._check_latents(quantized_latents)
+        batch, grid = noisy_pixel_values.shape[0], tuple(quantized_latents.shape[-2:])
+        if quantized_latents.shape[0] != batch:
+            raise ValueError(
+                f"FourMDiVAE.denoise: quantized_latents has {quantized_latents.shape[0]} samples, "
+                f"noisy_pixel_values {batch}."
+            )
+        num_train_timesteps = self.config.num_train_timesteps
+        if isinstance(timesteps, torch.Tensor) and timesteps.dim():
+            check_timesteps(timesteps, batch, num_train_timesteps)
+        else:
+            integer_tensor = isinstance(timesteps, torch.Tensor) and not timesteps.is_floating_point()
+            check_int(timesteps.item() if integer_tensor else timesteps, "timesteps", 0, num_train_timesteps - 1)
+        if condition_mask is not None:
+            if not isinstance(condition_mask, torch.Tensor):
+                raise TypeError(
+                    f"FourMDiVAE.denoise: condition_mask must be a bool tensor or None, got "
+                    f"{type(condition_mask).__name__}."
+                )
+            if tuple(condition_mask.shape) != (batch, *grid):
+                raise ValueError(
+                    f"FourMDiVAE.denoise: condition_mask must have shape {(batch, *grid)}, got "
+                    f"{tuple(condition_mask.shape)}."
+                )
         return self.decoder(noisy_pixel_values.to(self.dtype), timesteps, quantized_latents, condition_mask)
 
     def forward(
@@ -402,9 +453,22 @@ class FourMDiVAE(FourMVQPreTrainedModel):
     ) -> FourMDiVAEOutput:
         """Training step: encode the clean `pixel_values` (B, C, H, W), noise them at `timesteps` (default: uniform
         in [0, T)) with `noise` (default: Gaussian), and score the denoiser's prediction against its target."""
-        encoded = self._encode(pixel_values, update_codebook=self.training)
+        encoded = self._encode(pixel_values, update_codebook=self.training, argument="pixel_values")
         clean = pixel_values.to(self.dtype)
         batch = clean.shape[0]
+        check_generator(generator)
+        if timesteps is not None:
+            check_timesteps(timesteps, batch, self.config.num_train_timesteps)
+        if noise is not None:
+            if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
+                got = f"{type(noise).__name__} {getattr(noise, 'dtype', '')}".strip()
+                raise TypeError(f"FourMDiVAE.forward: noise must be a floating-point tensor, got {got}.")
+            if noise.shape != clean.shape:
+                raise ValueError(
+                    f"FourMDiVAE.forward: noise must have the shape of pixel_values {tuple(clean.shape)}, got "
+                    f"{tuple(noise.shape)}."
+                )
+            check_finite(noise, "noise", "FourMDiVAE.forward")
         sampler = self.get_scheduler("ddpm")
         if timesteps is None:
             draw_device = generator.device if generator is not None else clean.device

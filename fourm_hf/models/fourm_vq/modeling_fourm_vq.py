@@ -24,7 +24,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMVQConfig, FourMVQVAEConfig
 from ..layers import FourMMLP, eager_attention_forward, sincos_2d
-from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
+from ..modeling_utils import FourMLoadingMixin, check_finite, check_not_empty, check_range, meta_state_shapes
 from ...conversion.official import safetensors_shapes
 from ...conversion.official_vq import (
     config_from_official,
@@ -516,44 +516,47 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
 
     # -- encoding --------------------------------------------------------------------------------------------------
 
-    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Check `x` and return the encoder input (B, C, H, W): class ids are embedded; (B, C) vectors of an MLP
-        tokenizer become (B, C, 1, 1)."""
+    def _prepare_input(self, x: torch.Tensor, argument: str = "x") -> torch.Tensor:
+        """Check the encoder input `x` (called `argument` in messages) and return it as (B, C, H, W): class ids are
+        embedded; (B, C) vectors of an MLP VQ model become (B, C, 1, 1)."""
         config, name = self.config, type(self).__name__
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name}.encode expects a torch.Tensor, got {type(x).__name__}.")
+            raise TypeError(f"{name}: {argument} must be a torch.Tensor, got {type(x).__name__}.")
         if config.num_classes is not None:
             if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-                raise TypeError(f"{name} takes integer class ids, got dtype {x.dtype}.")
+                raise TypeError(f"{name}: {argument} must hold integer class ids, got dtype {x.dtype}.")
             if x.dim() != 3:
-                raise ValueError(f"{name} takes class ids of shape (batch, height, width), got {tuple(x.shape)}.")
-            if x.numel() and (x.min() < 0 or x.max() >= config.num_classes):
                 raise ValueError(
-                    f"{name}: class ids must lie in [0, {config.num_classes}), got values in "
-                    f"[{int(x.min())}, {int(x.max())}]."
+                    f"{name}: {argument} must be class ids of shape (batch, height, width), got {tuple(x.shape)}."
                 )
+            check_not_empty(x, argument, name)
+            check_range(x, f"{name}: {argument}: class ids", config.num_classes)
             x = self.class_embedding(x.long()).permute(0, 3, 1, 2)  # (B, C, H, W)
         else:
             if not x.is_floating_point():
-                raise TypeError(f"{name} expects a floating-point tensor, got dtype {x.dtype}.")
+                hint = " (convert images to floats in [-1, 1] first)" if x.dtype == torch.uint8 else ""
+                raise TypeError(f"{name}: {argument} must be a floating-point tensor, got dtype {x.dtype}{hint}.")
             if x.dim() == 2 and config.encoder_type == "bottleneck_mlp":
                 x = x[:, :, None, None]
             if x.dim() != 4 or x.shape[1] != config.num_channels:
                 raise ValueError(
-                    f"{name} expects input of shape (batch, {config.num_channels}, height, width), got "
+                    f"{name}: {argument} must have shape (batch, {config.num_channels}, height, width), got "
                     f"{tuple(x.shape)}."
                 )
+            check_not_empty(x, argument, name)
+            check_finite(x, argument, name)
         if config.encoder_type == "vit" and config.patch_proj:
             height, width = x.shape[-2:]
             p = config.patch_size
-            if height < p or width < p or height % p or width % p:
+            if height % p or width % p:
                 raise ValueError(
-                    f"{name}: height and width must be positive multiples of the patch size {p}, got {height}x{width}."
+                    f"{name}: {argument} height and width must be positive multiples of the patch size {p}, got "
+                    f"{height}x{width} (resize or crop to e.g. {max(p, height // p * p)}x{max(p, width // p * p)})."
                 )
         return x.to(self.dtype)
 
-    def _encode(self, x: torch.Tensor, update_codebook: bool) -> FourMVQEncoderOutput:
-        latents = self.quant_proj(self.encoder(self._prepare_input(x)))  # (B, d, h, w)
+    def _encode(self, x: torch.Tensor, update_codebook: bool, argument: str = "x") -> FourMVQEncoderOutput:
+        latents = self.quant_proj(self.encoder(self._prepare_input(x, argument)))  # (B, d, h, w)
         quantized, loss, tokens = self.quantize(latents, update_codebook=update_codebook)
         return FourMVQEncoderOutput(tokens=tokens, quantized_latents=quantized, latents=latents, quantization_loss=loss)
 
@@ -577,20 +580,39 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
         `(batch, num_codebooks, h, w)` or `(batch, num_codebooks)`)."""
         config, name = self.config, type(self).__name__
         if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.is_complex():
-            raise TypeError(f"{name}.decode expects an integer tensor of token ids, got {type(tokens).__name__} "
-                            f"{getattr(tokens, 'dtype', '')}.")
+            got = f"{type(tokens).__name__} {getattr(tokens, 'dtype', '')}".strip()
+            raise TypeError(f"{name}.decode expects an integer tensor of token ids, got {got}.")
+        if tokens.dtype == torch.bool:
+            raise TypeError(f"{name}.decode: tokens must be integer token ids, got a bool tensor.")
         heads = config.num_codebooks
         if heads > 1 and tokens.dim() == 2 and tokens.shape[1] == heads:
             tokens = tokens[:, :, None, None]
         expected = "(batch, h, w)" if heads == 1 else f"(batch, {heads}, h, w) or (batch, {heads})"
         if tokens.dim() != (3 if heads == 1 else 4) or (heads > 1 and tokens.shape[1] != heads):
-            raise ValueError(f"{name}: token ids must have shape {expected}, got {tuple(tokens.shape)}.")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= config.codebook_size):
-            raise ValueError(
-                f"{name}: token ids must lie in [0, {config.codebook_size}) (the codebook size), got values in "
-                f"[{int(tokens.min())}, {int(tokens.max())}]."
+            side = math.isqrt(tokens.shape[-1]) if tokens.dim() == 2 else 0
+            hint = (
+                f" (flattened ids? reshape them to (batch, {side}, {side}))"
+                if heads == 1 and side and side * side == tokens.shape[-1]
+                else ""
             )
+            raise ValueError(f"{name}.decode: tokens must have shape {expected}, got {tuple(tokens.shape)}{hint}.")
+        check_not_empty(tokens, "tokens", f"{name}.decode")
+        check_range(tokens, f"{name}.decode: token ids", config.codebook_size, " (the codebook size)")
         return self.quantize.lookup(tokens.long())
+
+    def _check_latents(self, quantized_latents: torch.Tensor) -> None:
+        """Raise unless `quantized_latents` is a finite (batch, latent_dim, h, w) float tensor with a sample."""
+        name, dim = f"{type(self).__name__}.decode_latents", self.config.latent_dim
+        if not isinstance(quantized_latents, torch.Tensor) or not quantized_latents.is_floating_point():
+            got = f"{type(quantized_latents).__name__} {getattr(quantized_latents, 'dtype', '')}".strip()
+            raise TypeError(f"{name}: quantized_latents must be a floating-point tensor, got {got}.")
+        if quantized_latents.dim() != 4 or quantized_latents.shape[1] != dim:
+            raise ValueError(
+                f"{name}: quantized_latents must have shape (batch, {dim}, h, w) (latent_dim {dim}), got "
+                f"{tuple(quantized_latents.shape)}."
+            )
+        check_not_empty(quantized_latents, "quantized_latents", name)
+        check_finite(quantized_latents, "quantized_latents", name)
 
 
 class FourMVQVAE(FourMVQPreTrainedModel):
@@ -626,11 +648,37 @@ class FourMVQVAE(FourMVQPreTrainedModel):
 
     def decode_latents(self, quantized_latents: torch.Tensor) -> torch.Tensor:
         """Decoder output for quantized latents `(batch, latent_dim, h, w)`."""
+        self._check_latents(quantized_latents)
         return self.decoder(self.post_quant_proj(quantized_latents.to(self.dtype)))
 
     def decode(self, tokens: torch.LongTensor) -> torch.Tensor:
         """Reconstruction from token ids (shapes as returned by `encode`)."""
         return self.decode_latents(self.tokens_to_latents(tokens))
+
+    def _check_labels(self, labels: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """Raise unless `labels` fit the reconstruction loss: class ids (B, H, W) in [0, num_classes) for
+        cross-entropy, else finite floats shaped like the reconstruction (in [0, 1] for binary cross-entropy)."""
+        name = "FourMVQVAE.forward: labels"
+        if self.config.reconstruction_loss == "cross_entropy":
+            expected = (reconstruction.shape[0], *reconstruction.shape[2:])
+            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+                raise TypeError(f"{name} must be integer class ids for cross_entropy, got dtype {labels.dtype}.")
+            if tuple(labels.shape) != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {tuple(labels.shape)}.")
+            check_range(labels, f"{name}: class ids", self.config.num_classes)
+            return
+        if not labels.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {labels.dtype}.")
+        if labels.shape != reconstruction.shape:
+            raise ValueError(
+                f"{name} must have the reconstruction's shape {tuple(reconstruction.shape)}, got {tuple(labels.shape)}."
+            )
+        check_finite(labels, "labels", "FourMVQVAE.forward")
+        if self.config.reconstruction_loss == "binary_cross_entropy" and (labels.min() < 0 or labels.max() > 1):
+            raise ValueError(
+                f"{name} must lie in [0, 1] for binary_cross_entropy, got values in "
+                f"[{labels.min().item():g}, {labels.max().item():g}]."
+            )
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> FourMVQVAEOutput:
         """Encode, quantize, decode and compute the training loss.
@@ -639,11 +687,21 @@ class FourMVQVAE(FourMVQPreTrainedModel):
             pixel_values (`torch.Tensor`): input, as for `encode` (class ids for class-index tokenizers).
             labels (`torch.Tensor`, *optional*): reconstruction target; defaults to `pixel_values`.
         """
-        encoded = self._encode(pixel_values, update_codebook=self.training)
+        loss_name = self.config.reconstruction_loss
+        if self.config.num_classes is not None and loss_name != "cross_entropy":
+            raise ValueError(
+                f"FourMVQVAE.forward: a VQ model of class ids trains with reconstruction_loss='cross_entropy', this "
+                f"config has {loss_name!r}; set config.reconstruction_loss = 'cross_entropy'."
+            )
+        encoded = self._encode(pixel_values, update_codebook=self.training, argument="pixel_values")
         reconstruction = self.decode_latents(encoded.quantized_latents)
         target = pixel_values if labels is None else labels
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"FourMVQVAE.forward: labels must be a torch.Tensor, got {type(target).__name__}.")
         if target.dim() == 2 and reconstruction.dim() == 4 and self.config.encoder_type == "bottleneck_mlp":
             target = target[:, :, None, None]
+        if labels is not None:
+            self._check_labels(target, reconstruction)
         if target.is_floating_point():
             target = target.to(reconstruction.dtype)
         reconstruction_loss = RECONSTRUCTION_LOSS_FUNCTIONS[self.config.reconstruction_loss](reconstruction, target)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from .configuration_fourm_vq import FourMDiVAEConfig
+from ...checks import check_choice, check_int, check_number
+from .configuration_fourm_vq import PREDICTION_TYPES, FourMDiVAEConfig, shifted_cosine_shift
 
 # ----------------------------------------------------------------------------------------------------------------
 # Noise schedules
@@ -80,13 +82,10 @@ def make_alphas_cumprod(
 ) -> torch.Tensor:
     """`alphas_cumprod` (T,) float32 of a named schedule (see `BETA_SCHEDULE_FUNCTIONS`, or
     `"shifted_cosine:<shift>"`, which is defined on `alphas_cumprod` directly and ignores `zero_terminal_snr`)."""
-    if beta_schedule.startswith("shifted_cosine:"):
-        return shifted_cosine_alphas_cumprod(num_train_timesteps, float(beta_schedule.split(":", 1)[1]))
-    if beta_schedule not in BETA_SCHEDULE_FUNCTIONS:
-        raise ValueError(
-            f"Unknown beta_schedule {beta_schedule!r}; known: {sorted(BETA_SCHEDULE_FUNCTIONS)} or "
-            "'shifted_cosine:<shift>'."
-        )
+    shift = shifted_cosine_shift(beta_schedule)
+    if shift is not None:
+        return shifted_cosine_alphas_cumprod(num_train_timesteps, shift)
+    check_choice(beta_schedule, "beta_schedule", [*BETA_SCHEDULE_FUNCTIONS, "shifted_cosine:<shift>"])
     betas = BETA_SCHEDULE_FUNCTIONS[beta_schedule](num_train_timesteps, beta_start, beta_end)
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)
@@ -165,8 +164,8 @@ class FourMNoiseScheduler:
         clip_sample: bool = False,
         clip_sample_range: float = 1.0,
     ):
-        if prediction_type not in ("sample", "epsilon", "v_prediction"):
-            raise ValueError(f"prediction_type must be 'sample', 'epsilon' or 'v_prediction', got {prediction_type!r}.")
+        check_int(num_train_timesteps, "num_train_timesteps", minimum=2)
+        check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
         self.num_train_timesteps = num_train_timesteps
         self.prediction_type = prediction_type
         self.thresholding = thresholding
@@ -202,13 +201,8 @@ class FourMNoiseScheduler:
         DDPM), `"trailing"` (T-1, T-1-T/n, ...: the official DDIM default) or `"linspace"`; defaults to the sampler's
         own. Each step goes to the next timestep of the list (-1 after the last), as the official samplers do when
         `num_inference_steps` divides T."""
-        spacing = spacing or self.default_spacing
-        if spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"Unknown timestep spacing {spacing!r}; known: {sorted(TIMESTEP_SPACINGS)}.")
-        if not 1 <= num_inference_steps <= self.num_train_timesteps:
-            raise ValueError(
-                f"num_inference_steps must be in [1, {self.num_train_timesteps}], got {num_inference_steps}."
-            )
+        spacing = check_choice(spacing or self.default_spacing, "timestep spacing", TIMESTEP_SPACINGS)
+        check_int(num_inference_steps, "num_inference_steps", 1, self.num_train_timesteps)
         steps = TIMESTEP_SPACINGS[spacing](self.num_train_timesteps, num_inference_steps)
         self.timesteps = torch.from_numpy(steps.astype(np.int64).copy())
 
@@ -219,6 +213,7 @@ class FourMNoiseScheduler:
     # -- forward process ---------------------------------------------------------------------------------------------
 
     def _coefficients(self, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_timesteps(timesteps, like.shape[0], self.num_train_timesteps)
         ac = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)[timesteps.to(like.device)]
         shape = (-1,) + (1,) * (like.dim() - 1)
         return (ac**0.5).view(shape), ((1 - ac) ** 0.5).view(shape)
@@ -238,6 +233,27 @@ class FourMNoiseScheduler:
         return signal * noise - sigma * original
 
     # -- reverse process ---------------------------------------------------------------------------------------------
+
+    def _check_step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> int:
+        """The arguments of `step`, checked; returns `timestep` as an int."""
+        for name, tensor in (("model_output", model_output), ("sample", sample)):
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                got = f"{type(tensor).__name__} {getattr(tensor, 'dtype', '')}".strip()
+                raise TypeError(f"{name} must be a floating-point tensor, got {got}.")
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"model_output {tuple(model_output.shape)} and sample {tuple(sample.shape)} must have the same shape."
+            )
+        check_generator(generator)
+        if isinstance(timestep, torch.Tensor) and timestep.numel() == 1 and not timestep.is_floating_point():
+            timestep = timestep.item()
+        return check_int(timestep, "timestep", 0, self.num_train_timesteps - 1)
 
     def _alphas(self, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`alphas_cumprod` at `timestep` and at the previous timestep (1 after the last step)."""
@@ -279,6 +295,31 @@ class FourMNoiseScheduler:
         return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
 
 
+def check_timesteps(timesteps: Any, batch_size: int, num_train_timesteps: int) -> None:
+    """Raise unless `timesteps` is an integer tensor of shape `(batch_size,)` with values in `[0, T)`."""
+    if not isinstance(timesteps, torch.Tensor) or timesteps.is_floating_point() or timesteps.dtype == torch.bool:
+        got = f"{type(timesteps).__name__} {getattr(timesteps, 'dtype', '')}".strip()
+        raise TypeError(f"timesteps must be an integer tensor of training steps, one per sample, got {got}.")
+    if tuple(timesteps.shape) != (batch_size,):
+        raise ValueError(
+            f"timesteps must have shape (batch,) = ({batch_size},), one step per sample, got {tuple(timesteps.shape)}."
+        )
+    low, high = (int(timesteps.min()), int(timesteps.max())) if timesteps.numel() else (0, 0)
+    if low < 0 or high >= num_train_timesteps:
+        raise ValueError(
+            f"timesteps must lie in [0, {num_train_timesteps}) (num_train_timesteps), got values in [{low}, {high}]."
+        )
+
+
+def check_generator(generator: Any) -> None:
+    """Raise a `TypeError` unless `generator` is a `torch.Generator` or None."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r} (for a seed "
+            "s, pass torch.Generator().manual_seed(s))."
+        )
+
+
 def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype) -> torch.Tensor:
     """Gaussian noise drawn on the generator's device (CPU for a CPU generator), then moved to `device`."""
     draw_device = generator.device if generator is not None else device
@@ -298,7 +339,7 @@ class FourMDDPMScheduler(FourMNoiseScheduler):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> FourMSchedulerOutput:
-        timestep = int(timestep)
+        timestep = self._check_step(model_output, timestep, sample, generator)
         ac_t, ac_prev = self._alphas(timestep)
         beta_t, beta_prev = 1 - ac_t, 1 - ac_prev
         alpha_t = ac_t / ac_prev
@@ -327,7 +368,8 @@ class FourMDDIMScheduler(FourMNoiseScheduler):
         generator: torch.Generator | None = None,
         eta: float = 0.0,
     ) -> FourMSchedulerOutput:
-        timestep = int(timestep)
+        timestep = self._check_step(model_output, timestep, sample, generator)
+        check_number(eta, "eta", 0)
         ac_t, ac_prev = self._alphas(timestep)
         x0, eps = self._predict(model_output, sample, ac_t)
         x0 = self._bound(x0)
@@ -344,6 +386,8 @@ SCHEDULER_CLASSES: dict[str, type[FourMNoiseScheduler]] = {"ddpm": FourMDDPMSche
 
 __all__ = [
     "BETA_SCHEDULE_FUNCTIONS",
+    "check_generator",
+    "check_timesteps",
     "SCHEDULER_CLASSES",
     "TIMESTEP_SPACINGS",
     "FourMDDIMScheduler",
