@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -97,6 +98,13 @@ def error_context(prefix: str) -> Iterator[None]:
         raise kind(f"{prefix}: {error}") from error
 
 
+def check_local_path(value: str | None, name: str, what: str) -> None:
+    """A `FileNotFoundError` when `value` is written as a local path (starting with '.', '/' or '~') that does not
+    exist; Hub ids (`owner/name`) are left to the loader."""
+    if value is not None and str(value).startswith((".", "/", "~")) and not os.path.exists(os.path.expanduser(value)):
+        raise FileNotFoundError(f"{name} {str(value)!r}: no such {what}.")
+
+
 def check_training_arguments(args: Any, derived: Collection[str] = ()) -> None:
     """The `TrainingArguments` fields that transformers accepts but cannot train with: batch sizes, accumulation,
     step and epoch counts, learning rate, weight decay. Raised before any model or dataset is loaded. Fields in
@@ -120,6 +128,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_local_path",
     "check_number",
     "check_training_arguments",
     "close_match",

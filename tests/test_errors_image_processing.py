@@ -216,6 +216,7 @@ def test_valid_inputs_still_work(processor):
     integer depth, single-channel batches, and the saved processor reloads."""
     rgba = Image.fromarray(np.zeros((32, 32, 4), np.uint8))
     assert processor.preprocess_rgb([rgba, RGB, torch.rand(3, 32, 32)], size=32).shape == (3, 3, 32, 32)
+    assert processor.preprocess_rgb(torch.rand(3, 32, 32, dtype=torch.bfloat16), size=32).dtype == np.float32
     assert processor.preprocess_depth(np.full((2, 32, 32), 1000, np.uint16), size=32).shape == (2, 1, 32, 32)
     assert processor.preprocess_semseg(np.full((32, 32), 255, np.uint8), size=32).max() == 0
     assert processor.preprocess_edges(GREY, size=32).shape == (1, 1, 32, 32)

@@ -11,6 +11,7 @@ import torch
 
 from fourm_hf import FourMImageProcessor
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, crop_boxes, crop_settings, pretokenize
+from fourm_hf.data.synthetic import SyntheticScenesConfig, render_scene, synthetic_scenes_dataset
 from fourm_hf.modalities import get_modality
 
 HEIGHT, WIDTH = 32, 40
@@ -488,6 +489,14 @@ def test_long_sequences_are_reported(caplog):
     ]
 
 
+def test_instances_without_score_count_as_sure(caplog):
+    """`datasets` fills a score missing from some instances with None: such boxes are kept, as 4M keeps them."""
+    det = [{"instances": [{"boxes": [0.1, 0.2, 0.5, 0.6], "class_name": "cube"}]},
+           {"instances": [{"boxes": [0.1, 0.2, 0.5, 0.6], "class_name": "cube", "score": 0.9}]}]  # fmt: skip
+    out = run(make_dataset(det=det), text_columns=[DET])
+    assert all(len(row[0]) > 1 for row in out["det"])
+
+
 def test_valid_rows_give_no_warning(dataset, caplog):
     with caplog.at_level(logging.WARNING):
         out = run(
@@ -499,3 +508,22 @@ def test_valid_rows_give_no_warning(dataset, caplog):
         )
     assert fourm_warnings(caplog) == []
     assert out["caption"][0] == [11, 13, 14, EOS] and len(out["det"][0]) == 2
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: synthetic_scenes_dataset(0), ValueError, "num_scenes must be >= 1, got 0"),
+        (lambda: synthetic_scenes_dataset(2, height=32.0), TypeError, "height must be an integer, got float 32.0"),
+        (lambda: synthetic_scenes_dataset(2, width=0), ValueError, "Scenes need a positive size, got 224x0"),
+        (lambda: synthetic_scenes_dataset(2, seed=-1), ValueError, "seed must be >= 0, got -1"),
+        (lambda: synthetic_scenes_dataset(2, num_proc=0), ValueError, "num_proc must be >= 1, got 0"),
+        (lambda: synthetic_scenes_dataset(2, columns="rgb"), TypeError, "columns must be a list of column names"),
+        (lambda: synthetic_scenes_dataset(2, columns=["normals"]), ValueError, r"Did you mean 'normal'\?"),
+        (lambda: render_scene(0, 8, 8, max_objects=0), ValueError, "max_objects must be >= 1, got 0"),
+        (lambda: SyntheticScenesConfig(num_train=-1), ValueError, "num_train must be >= 0, got -1"),
+    ],
+)
+def test_synthetic_scene_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -56,6 +56,11 @@ def bare_family(**fields):
             r"max_length must be in \[1, 512\], got 600",
         ),
         (
+            lambda: register_modality("caption", max_tokens=513),
+            ValueError,
+            r"'caption': max_tokens must be <= 512, got 513",
+        ),
+        (
             lambda: register_modality("tok_depth@64", patch_size=128),
             ValueError,
             r"image_size \(64\) must be a positive multiple of patch_size \(128\)",
@@ -164,6 +169,11 @@ def bare_family(**fields):
             r"unknown spec defaults \['vocab'\].*Did you mean 'vocab_size'\?",
         ),
         (lambda: bare_family(render=42), TypeError, "render must be a function"),
+        (
+            lambda: bare_family(render="heat.render"),
+            ValueError,
+            "render as a reference is 'module:qualname', got 'heat.render'",
+        ),
         (lambda: bare_family(boxes_follow_crops=1), TypeError, "boxes_follow_crops must be True or False"),
         (lambda: bare_family(generation_order=1.5), TypeError, "generation_order must be an integer"),
         (lambda: bare_family(vq_model="EPFL-VILAB/x"), TypeError, "vq_model must be a VQModelPreset, got str"),

@@ -69,6 +69,12 @@ def images(tmp_path_factory) -> Path:
         ({"mixture": "4m7_all2all_rgb2al"}, ValueError, "No mixture preset or file '4m7_all2all_rgb2al'"),
         ({"train_dataset": "/nonexistent/pretokenized"}, FileNotFoundError,
          "--train_dataset '/nonexistent/pretokenized' is not a directory"),
+        ({"config_name": "./configs/fourm.json"}, FileNotFoundError,
+         "--config_name './configs/fourm.json': no such FourMConfig file or directory"),
+        ({"text_tokenizer": "~/no-tokenizer"}, FileNotFoundError, "--text_tokenizer '~/no-tokenizer': no such"),
+        ({"model_name_or_path": "/no/checkpoint"}, FileNotFoundError, "--model_name_or_path '/no/checkpoint': no such"),
+        ({"model_name_or_path": "owner/model", "config_name": "owner/config"}, ValueError,
+         "Give --model_name_or_path .* or --config_name .*, not both"),
     ],
 )  # fmt: skip
 def test_pretrain_arguments(tmp_path, kwargs, error, message):
@@ -134,15 +140,18 @@ def test_pretrain_dataset_checks(tmp_path):
     ],
 )
 def test_finetune_arguments(finetune, images, tmp_path, extra, error, message):
-    argv = ["--model_name_or_path", str(tmp_path / "never-loaded"), "--dataset_name", str(images),
+    argv = ["--model_name_or_path", "owner/never-loaded", "--dataset_name", str(images),
             "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--use_cpu", *extra]  # fmt: skip
     with pytest.raises(error, match=message):
         finetune.main(argv)
 
 
-def test_finetune_missing_dataset(finetune, tmp_path):
+def test_finetune_missing_paths(finetune, images, tmp_path):
     argv = ["--model_name_or_path", "m", "--dataset_name", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]
     with pytest.raises(FileNotFoundError, match=r"--dataset_name '.*missing': no such local dataset directory"):
+        finetune.main(argv)
+    argv = ["--model_name_or_path", "./no/model", "--dataset_name", str(images), "--output_dir", str(tmp_path)]
+    with pytest.raises(FileNotFoundError, match=r"--model_name_or_path './no/model': no such checkpoint directory"):
         finetune.main(argv)
 
 
@@ -199,6 +208,10 @@ def test_train_vq_model_files(train_vq_model, images, tmp_path):
         train_vq_model.main(["--dataset", str(images), "--config", str(tmp_path / "nope.json"), *base])
     with pytest.raises(FileNotFoundError, match=r"--dataset 'imagefolder:/nonexistent': no such image folder"):
         train_vq_model.main(["--dataset", "imagefolder:/nonexistent", *base])
+    with pytest.raises(FileNotFoundError, match=r"--dataset '\./nowhere': no such dataset directory"):
+        train_vq_model.main(["--dataset", "./nowhere", *base])
+    with pytest.raises(FileNotFoundError, match=r"--init_from '/no/vq': no such VQ model directory or checkpoint"):
+        train_vq_model.main(["--dataset", str(images), "--init_from", "/no/vq", *base])
     broken = tmp_path / "broken.json"
     broken.write_text("{patch_size: 8")
     with pytest.raises(ValueError, match=r"--config '.*broken.json' is not valid JSON"):

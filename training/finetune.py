@@ -37,7 +37,14 @@ from fourm_hf import (
     FourMForSemanticSegmentation,
     layer_decay_param_groups,
 )
-from fourm_hf.checks import check_choice, check_int, check_number, check_training_arguments, close_match
+from fourm_hf.checks import (
+    check_choice,
+    check_int,
+    check_local_path,
+    check_number,
+    check_training_arguments,
+    close_match,
+)
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -74,6 +81,7 @@ class ModelArguments:
 
     def __post_init__(self):
         check_choice(self.task, "--task", TASKS)
+        check_local_path(self.model_name_or_path, "--model_name_or_path", "checkpoint directory")
         if self.layer_decay is not None:
             check_number(self.layer_decay, "--layer_decay", 0, 1, open_minimum=True)
         if self.drop_path_rate is not None:
@@ -107,9 +115,7 @@ class DataTrainingArguments:
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), f"--{name}", minimum=1)
         check_number(self.depth_scale, "--depth_scale", 0, open_minimum=True)
-        path = os.path.expanduser(self.dataset_name)
-        if self.dataset_name.startswith((".", "/", "~")) and not os.path.exists(path):
-            raise FileNotFoundError(f"--dataset_name {self.dataset_name!r}: no such local dataset directory.")
+        check_local_path(self.dataset_name, "--dataset_name", "local dataset directory")
 
 
 def to_pixel_values(image, size: int, flip: bool) -> np.ndarray:

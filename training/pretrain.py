@@ -36,7 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
-from fourm_hf.checks import check_int, check_number, check_training_arguments, close_match
+from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 
 logger = logging.get_logger(__name__)
@@ -108,6 +108,14 @@ class FourMPretrainingArguments(TrainingArguments):
             )
         for name in ("input_tokens", "target_tokens"):
             self.token_budget(name)
+        if self.model_name_or_path is not None and self.config_name is not None:
+            raise ValueError(
+                "Give --model_name_or_path (initial weights) or --config_name (a fresh model), not both: the config "
+                "would be ignored."
+            )
+        check_local_path(self.model_name_or_path, "--model_name_or_path", "checkpoint directory")
+        check_local_path(self.config_name, "--config_name", "FourMConfig file or directory")
+        check_local_path(self.text_tokenizer, "--text_tokenizer", "FourMTokenizer directory")
 
     def token_budget(self, name: str) -> int | tuple[int, int] | None:
         """`--input_tokens` / `--target_tokens` as a budget: 'n' or 'min,max' (positive integers, min <= max)."""

@@ -34,7 +34,14 @@ from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMImageProcessor, FourMVQVAE, FourMVQVAEConfig, load_vq_model
-from fourm_hf.checks import check_choice, check_int, check_number, check_training_arguments, close_match
+from fourm_hf.checks import (
+    check_choice,
+    check_int,
+    check_local_path,
+    check_number,
+    check_training_arguments,
+    close_match,
+)
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -73,6 +80,8 @@ class TokenizerTrainingArguments:
             check_int(self.max_train_samples, "--max_train_samples", minimum=1)
         if self.config is not None and not Path(self.config).is_file():
             raise FileNotFoundError(f"--config {self.config!r}: no such JSON file of config fields.")
+        check_local_path(self.init_from, "--init_from", "VQ model directory or checkpoint")
+        check_local_path(self.dataset, "--dataset", "dataset directory")
         folder = self.dataset.split(":", 1)[1] if self.dataset.startswith("imagefolder:") else None
         if folder is not None and not Path(folder).is_dir():
             raise FileNotFoundError(f"--dataset {self.dataset!r}: no such image folder {folder!r}.")

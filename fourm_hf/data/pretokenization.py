@@ -208,7 +208,7 @@ def crop_boxes(
     top, left, crop_h, crop_w, flip = (int(v) for v in crop)
     boxes, labels = [], []
     for instance, (xmin, ymin, xmax, ymax) in zip(instances, normalized_boxes(instances, height, width, box_format)):
-        if instance.get("score", 1.0) < min_score:
+        if _score(instance) < min_score:
             continue
         x0 = np.clip((xmin * width - left) / crop_w, 0.0, 1.0)
         x1 = np.clip((xmax * width - left) / crop_w, 0.0, 1.0)
@@ -264,7 +264,7 @@ def _instance_box(index: int, instance: Any, box_format: str) -> tuple[float, fl
         raise ValueError(f"instance {index}: boxes must be 4 finite numbers, got {box!r}.")
     if not isinstance(instance["class_name"], str):
         raise TypeError(f"instance {index}: class_name must be a string, got {instance['class_name']!r}.")
-    if not _is_finite(instance.get("score", 1.0)):
+    if not _is_finite(_score(instance)):
         raise ValueError(f"instance {index}: score must be a finite number, got {instance['score']!r}.")
     x0, y0, a, b = (float(v) for v in values)
     x1, y1 = (x0 + a, y0 + b) if box_format == "xywh_pixels" else (a, b)
@@ -272,6 +272,12 @@ def _instance_box(index: int, instance: Any, box_format: str) -> tuple[float, fl
         hint = "" if box_format == "xywh_pixels" else "; for COCO's (x, y, width, height) pass box_format='xywh_pixels'"
         raise ValueError(f"instance {index}: box {values} has a negative width or height{hint}.")
     return x0, y0, x1, y1
+
+
+def _score(instance: Mapping[str, Any]) -> Any:
+    """The score of a det instance; 1 when it has none (`datasets` fills a missing key with None)."""
+    score = instance.get("score")
+    return 1.0 if score is None else score
 
 
 def _is_finite(value: Any) -> bool:
@@ -483,7 +489,7 @@ class _Pretokenizer:
             instances = value["instances"]
             with error_context(where):
                 cropped = [crop_boxes(instances, crop, *size, column.min_score, column.box_format) for crop in crops]
-            scored = sum(1 for instance in instances if instance.get("score", 1.0) >= column.min_score)
+            scored = sum(1 for instance in instances if _score(instance) >= column.min_score)
             counts.update(
                 boxes=len(instances), low_score=len(instances) - scored, placed=scored * len(crops),
                 outside=sum(scored - len(boxes) for boxes, _ in cropped),

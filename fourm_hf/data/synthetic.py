@@ -27,6 +27,8 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ..checks import check_int, close_match
+
 SYNTHETIC_CLASSES = ("floor", "wall", "sphere", "cube", "cylinder")
 SHAPES = SYNTHETIC_CLASSES[2:]
 COLORS = {
@@ -169,8 +171,8 @@ def render_scene(seed: int | tuple[int, ...], height: int = 224, width: int = 22
     `{"instances": [{"boxes": [xmin, ymin, xmax, ymax] in [0, 1], "class_name", "score"}]}` (4M's det format) and
     `objects` (the scene description).
     """
-    if height < 1 or width < 1:
-        raise ValueError(f"Scenes need a positive size, got {height}x{width}.")
+    _check_scene_size(height, width)
+    check_int(max_objects, "max_objects", minimum=1)
     rng = np.random.default_rng(seed)
     objects = sample_objects(rng, max_objects)
     dirs = camera_rays(height, width).reshape(-1, 3)
@@ -272,6 +274,13 @@ def synthetic_features(height: int, width: int) -> datasets.Features:
     )
 
 
+def _check_scene_size(height: Any, width: Any) -> None:
+    for name, value in (("height", height), ("width", width)):
+        check_int(value, name)
+        if value < 1:
+            raise ValueError(f"Scenes need a positive size, got {height}x{width}.")
+
+
 def generate_scenes(start: int, count: int, seed: int = 0, height: int = 224, width: int = 224) -> Iterator[dict]:
     """Scenes `start, ..., start + count - 1` of the series `seed` (scene i is seeded with `(seed, i)`)."""
     for scene_id in range(start, start + count):
@@ -300,11 +309,22 @@ def synthetic_scenes_dataset(
     """A `datasets.Dataset` of scenes `start, ..., start + num_scenes - 1`, written to (and reused from) the datasets
     cache. `columns` keeps only those columns (e.g. without `normal`, the largest); `num_proc` renders in that many
     processes, each a contiguous range of scenes, so the rows are the same and in the same order as with one."""
+    check_int(num_scenes, "num_scenes", minimum=1)
+    _check_scene_size(height, width)
+    check_int(seed, "seed", minimum=0)
+    check_int(start, "start", minimum=0)
+    if num_proc is not None:
+        check_int(num_proc, "num_proc", minimum=1)
     features = synthetic_features(height, width)
     if columns is not None:
+        if isinstance(columns, str):
+            raise TypeError(f"columns must be a list of column names, got the string {columns!r}; wrap it in a list.")
         unknown = sorted(set(columns) - set(features))
         if unknown:
-            raise ValueError(f"Unknown synthetic scene columns {unknown}; the columns are {sorted(features)}.")
+            raise ValueError(
+                f"Unknown synthetic scene columns {unknown}; the columns are {sorted(features)}."
+                f"{close_match(unknown[0], features)}"
+            )
         features = datasets.Features({name: features[name] for name in columns})
     shards = max(1, min(num_proc or 1, num_scenes))
     bounds = [start + num_scenes * i // shards for i in range(shards + 1)]
@@ -328,6 +348,10 @@ class SyntheticScenesConfig(datasets.BuilderConfig):
         self, num_train: int = 1000, num_validation: int = 100, height: int = 224, width: int = 224, seed: int = 0,
         **kwargs: Any,
     ):
+        check_int(num_train, "num_train", minimum=0)
+        check_int(num_validation, "num_validation", minimum=0)
+        _check_scene_size(height, width)
+        check_int(seed, "seed", minimum=0)
         name = kwargs.pop("name", f"{height}x{width}-seed{seed}-{num_train}-{num_validation}")
         super().__init__(name=name, **kwargs)
         self.num_train, self.num_validation = num_train, num_validation

@@ -204,6 +204,8 @@ class ModalityFamily:
                     f"Family {self.name!r}: {key} must be a function {FAMILY_FUNCTIONS[key]} or a 'module:qualname' "
                     f"string, got {type(value).__name__}."
                 )
+            if isinstance(value, str) and not all(value.partition(":")[::2]):
+                raise ValueError(f"Family {self.name!r}: {key} as a reference is 'module:qualname', got {value!r}.")
         fields = {f.name for f in dataclasses.fields(ModalitySpec)} - {"name", "kind", "family"}
         unknown = sorted(set(self.defaults) - fields)
         if unknown:
@@ -359,6 +361,7 @@ class ModalitySpec:
                 )
             if self.max_tokens is None:
                 object.__setattr__(self, "max_tokens", self.max_length)
+            check_int(self.max_tokens, f"Modality {self.name!r}: max_tokens", maximum=SEQUENCE_POSITIONS)
 
     def _check_image_sizes(self, resolution: int | None) -> None:
         if self.image_size is None:

@@ -52,7 +52,8 @@ def _to_numpy(image: ImageLike) -> np.ndarray:
     if isinstance(image, Image.Image):
         return np.asarray(image)
     if hasattr(image, "detach"):  # torch tensor
-        return image.detach().cpu().numpy()
+        tensor = image.detach().cpu()
+        return tensor.float().numpy() if str(tensor.dtype) == "torch.bfloat16" else tensor.numpy()  # no NumPy bf16
     return np.asarray(image)
 
 
