@@ -140,6 +140,16 @@ def test_a_string_that_is_neither_path_nor_repo_id():
         FourMVQVAE.from_pretrained("missing.safetensors")
 
 
+def test_config_classes_refuse_a_config_of_another_model_type(checkpoints, tmp_path):
+    with pytest.raises(ValueError, match=r"holds a config of model_type 'fourm_vqvae', not 'fourm' \(FourMConfig\)"):
+        FourMConfig.from_pretrained(checkpoints["vq"])
+    with pytest.raises(ValueError, match=r"holds a config of model_type 'fourm', not 'fourm_vqvae'"):
+        FourMVQVAEConfig.from_pretrained(checkpoints["fourm"])
+    (tmp_path / "config.json").write_text(json.dumps({"domains_in": ["rgb@224"], "dim": 768}))
+    with pytest.raises(ValueError, match=r"config\.json has no model_type \(an official apple/ml-4m config\?\)"):
+        FourMConfig.from_pretrained(tmp_path)
+
+
 def test_load_vq_model_suggests_the_family():
     with pytest.raises(ValueError, match=r"'dpeth' is no family with a released VQ model.*Did you mean 'depth'\?"):
         load_vq_model("dpeth")

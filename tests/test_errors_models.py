@@ -19,6 +19,7 @@ from fourm_hf import (
     FourMVQVAE,
     FourMVQVAEConfig,
 )
+from fourm_hf.models.fourm.modeling_fourm_tasks import layer_decay_param_groups
 
 TINY_FOURM = dict(
     hidden_size=32,
@@ -550,3 +551,30 @@ def test_labels_without_a_valid_pixel_warn_that_the_batch_adds_nothing(heads, ca
     assert segmentation.loss == 0
     assert "Depth labels without a valid pixel" in caplog.text
     assert "every pixel at the ignore index 255" in caplog.text
+
+
+def test_models_refuse_a_config_of_another_class():
+    with pytest.raises(TypeError, match=r"FourMVQVAE is built from a FourMVQVAEConfig, got a FourMDiVAEConfig"):
+        FourMVQVAE(FourMDiVAEConfig(**TINY_VIT, **TINY_UNET))
+    with pytest.raises(
+        TypeError, match=r"FourMForImageClassification is built from a FourMConfig, got a FourMVQVAEConfig"
+    ):
+        FourMForImageClassification(FourMVQVAEConfig(**TINY_VIT, **TINY_DECODER))
+
+
+def test_fine_tuning_helpers_reject(heads):
+    model = heads["classification"]
+    with pytest.raises(ValueError, match=r"learning_rate must be > 0, got -1\.0"):
+        layer_decay_param_groups(model, -1.0)
+    with pytest.raises(ValueError, match=r"weight_decay must be >= 0, got -1"):
+        layer_decay_param_groups(model, 1e-3, weight_decay=-1)
+    with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\], got 1\.5"):
+        layer_decay_param_groups(model, 1e-3, layer_decay=1.5)
+    with pytest.raises(TypeError, match=r"layer_decay must be a number, got str '0\.5'"):
+        layer_decay_param_groups(model, 1e-3, layer_decay="0.5")
+    with pytest.raises(TypeError, match=r"num_layers must be an integer, got float 2\.5"):
+        layer_decay_param_groups(model, 1e-3, num_layers=2.5)
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got str"):
+        layer_decay_param_groups("model", 1e-3)
+    with pytest.raises(TypeError, match=r"freeze must be True or False, got str 'no'"):
+        model.freeze_encoder("no")

@@ -9,10 +9,10 @@ Conventions:
     * mean IoU follows the usual ADE20K protocol: one confusion matrix over the whole dataset, IoU per class, mean
       over classes that occur in the references or predictions; pixels labelled `ignore_index` are skipped.
     * depth metrics follow the NYUv2 protocol: per image over valid pixels (finite reference > 0), then averaged
-      over images (an image without valid pixels is left out, with a warning).
+      over images (an image without valid pixels is left out, with a warning). `delta1` = share of pixels with
+      max(pred / ref, ref / pred) < 1.25, `abs_rel` = mean |pred - ref| / ref, `rmse` = root mean squared error.
     * class ids (predictions and references of accuracy and mean IoU) must be integers: NaN or fractional values
-      raise a `ValueError` rather than being truncated. `delta1` = share of pixels with max(pred / ref, ref / pred) < 1.25, `abs_rel` = mean
-      |pred - ref| / ref, `rmse` = root mean squared error.
+      raise a `ValueError` rather than being truncated.
 """
 
 from __future__ import annotations

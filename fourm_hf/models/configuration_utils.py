@@ -143,6 +143,17 @@ class FourMPreTrainedConfig(PreTrainedConfig):
                 f"{source} holds no config.json; expected a {cls.__name__} checkpoint (a directory or Hub repo with "
                 "config.json, or the path of a config JSON file)."
             )
+        model_type = config_dict.get("model_type")
+        if cls.model_type and cls.base_config_key not in config_dict and model_type != cls.model_type:
+            if model_type is None:
+                raise ValueError(
+                    f"{source}: its config.json has no model_type (an official apple/ml-4m config?), so it is no "
+                    f"{cls.__name__}; load the model with from_pretrained, which converts official checkpoints."
+                )
+            raise ValueError(
+                f"{source} holds a config of model_type {model_type!r}, not {cls.model_type!r} ({cls.__name__}); "
+                "load it with AutoConfig.from_pretrained or its own config class."
+            )
         return config_dict, kwargs
 
 

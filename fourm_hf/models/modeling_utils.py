@@ -65,6 +65,13 @@ class FourMLoadingMixin:
     _checkpoint_kind: ClassVar[str] = "model"
     _required_key_prefixes: ClassVar[tuple[str, ...]] = ("",)
 
+    def __init__(self, config: PreTrainedConfig, *args: Any, **kwargs: Any):
+        if isinstance(config, PreTrainedConfig) and not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} is built from a {self.config_class.__name__}, got a {type(config).__name__}."
+            )
+        super().__init__(config, *args, **kwargs)
+
     @classmethod
     def _is_official_config(cls, config: dict[str, Any]) -> bool:
         """Whether a `config.json` dict (or safetensors metadata) is an official checkpoint's of this family."""

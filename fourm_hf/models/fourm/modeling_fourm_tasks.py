@@ -27,7 +27,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
 from transformers.utils import logging
 
-from ...checks import check_choice, check_int
+from ...checks import check_bool, check_choice, check_int, check_number
 from ...conversion.hub import hub_kwargs
 from ...modalities import PIXELS
 from ..modeling_utils import check_finite, check_not_empty
@@ -137,7 +137,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Stop (or restart) gradient updates of every encoder weight; the head stays trainable."""
-        self.encoder.requires_grad_(not freeze)
+        self.encoder.requires_grad_(not check_bool(freeze, "freeze"))
 
     def pixel_modality(self, pixel_values: torch.Tensor) -> str:
         """The encoder's pixel modality for `pixel_values` of shape (B, C, S, S), chosen by resolution."""
@@ -508,10 +508,14 @@ def layer_decay_param_groups(
 
     Use with `Trainer(..., optimizer_cls_and_kwargs=(torch.optim.AdamW, {"params": groups}))`.
     """
-    if not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    check_number(learning_rate, "learning_rate", 0, open_minimum=True)
+    check_number(weight_decay, "weight_decay", 0)
+    check_number(layer_decay, "layer_decay", 0, 1, open_minimum=True)
     if num_layers is None:
         num_layers = model.config.num_encoder_layers
+    check_int(num_layers, "num_layers", minimum=0)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
