@@ -37,12 +37,17 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     return value
 
 
+def _bound(value: float) -> str:
+    """A range bound as text: integers in full (a seed bound of 2**63 - 1), floats in short form."""
+    return str(value) if isinstance(value, numbers.Integral) else f"{value:g}"
+
+
 def _range_text(minimum: float | None, maximum: float | None, open_minimum: bool, open_maximum: bool) -> str:
     if minimum is not None and maximum is not None:
-        return f"in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}{')' if open_maximum else ']'}"
+        return f"in {'(' if open_minimum else '['}{_bound(minimum)}, {_bound(maximum)}{')' if open_maximum else ']'}"
     if minimum is not None:
-        return f"{'>' if open_minimum else '>='} {minimum:g}"
-    return f"{'<' if open_maximum else '<='} {maximum:g}"
+        return f"{'>' if open_minimum else '>='} {_bound(minimum)}"
+    return f"{'<' if open_maximum else '<='} {_bound(maximum)}"
 
 
 def _check_range(value: float, name: str, minimum, maximum, open_minimum: bool, open_maximum: bool) -> None:
@@ -87,6 +92,20 @@ def check_bool(value: Any, name: str) -> bool:
     return value
 
 
+def check_names(value: Any, name: str) -> list[str]:
+    """The names of `value` as a list: one name (a string) or an iterable of strings (a dict gives its keys); a
+    `TypeError` naming `name` and the offending entry otherwise."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a modality name or a list of names, got {type(value).__name__} {value!r}.")
+    names = list(value)
+    for index, item in enumerate(names):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{index}] must be a modality name (a string), got {type(item).__name__} {item!r}.")
+    return names
+
+
 @contextmanager
 def error_context(prefix: str) -> Iterator[None]:
     """Re-raise a `ValueError` / `TypeError` raised inside with `prefix` (e.g. the row or modality it concerns) in front
@@ -129,6 +148,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_local_path",
+    "check_names",
     "check_number",
     "check_training_arguments",
     "close_match",

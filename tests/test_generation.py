@@ -130,7 +130,7 @@ def test_target_schedule_defaults():
         ({"modality": "tok_depth@224", "guidance_schedule": "cosine"}, ValueError, "guidance_schedule must be"),
         ({"modality": "tok_depth@224", "guidance_scale": "2"}, TypeError, "guidance_scale must be a number"),
         ({"modality": "caption", "num_steps": 4}, ValueError, "apply to maskgit/roar targets"),
-        ({"modality": "caption", "num_tokens": 1}, ValueError, "num_tokens must be >= 2"),
+        ({"modality": "caption", "num_tokens": 1}, ValueError, r"num_tokens must be in \[2, 257\]"),
     ],
 )
 def test_invalid_target_schedules(kwargs, error, match):
@@ -605,7 +605,7 @@ def test_progress_bar(model, capsys):
     "inputs, kwargs, error, match",
     [
         ({"tok_dept@224": {"tensor": torch.zeros(1, 196)}}, {}, ValueError, "Unknown modality 'tok_dept@224'"),
-        ({"rgb@224": torch.zeros(1, 3, 224, 224)}, {}, ValueError, "must be a dict with a 'tensor' entry"),
+        ({"rgb@224": torch.zeros(1, 3, 224, 224)}, {}, TypeError, "must be a dict with a 'tensor' entry"),
         ({}, {}, ValueError, "non-empty dict"),
         ({**rgb(1), "caption": {"tensor": torch.zeros(2, 5, dtype=torch.long)}}, {}, ValueError, "same batch size"),
         ({"rgb@224": {**rgb(1)["rgb@224"], "input_mask": torch.zeros(1, 10, dtype=torch.bool)}}, {}, ValueError,

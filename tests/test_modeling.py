@@ -195,7 +195,7 @@ def test_unknown_and_unembedded_modalities(model, tiny_config):
 def test_token_ids_outside_vocabulary(model, tiny_config):
     batch = make_batch(tiny_config)
     batch["tok_depth@224"]["tensor"][0, 0] = 8192
-    with pytest.raises(ValueError, match=r"tok_depth@224 token ids must lie in \[0, 8191\].*8192"):
+    with pytest.raises(ValueError, match=r"tok_depth@224 token ids must lie in \[0, 8192\).*8192"):
         model(batch)
 
 

@@ -111,8 +111,8 @@ def test_blank_targets():
     "name, kwargs, match",
     [
         ("rgb@224", {}, "rgb@224 is a pixels modality and cannot be a target"),
-        ("caption", {"batch_size": 0}, "caption: batch_size must be a positive int, got 0"),
-        ("caption", {"length": 1}, "caption: a blank sequence target needs a length of at least 2"),
+        ("caption", {"batch_size": 0}, "caption: batch_size must be >= 1, got 0"),
+        ("caption", {"length": 1}, r"caption: length must be in \[2, 257\]"),
         ("tok_depth@224", {"length": 100}, "tok_depth@224 has 196 tokens; a blank target cannot have length 100"),
     ],
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,9 @@ from torch.utils.data import Dataset
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
+from ..checks import check_bool, check_choice, check_int, check_names, check_number, close_match, error_context
 from ..models.fourm.configuration_fourm import FourMConfig
+from ..models.modeling_utils import check_finite, check_range
 from ..modalities import PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalitySpec, get_modality
 from .sequences import SpecialTokens, mask_spans
 
@@ -54,11 +56,40 @@ KEEP_SCHEMES: dict[str, Callable[[np.random.Generator], float]] = {
 # Mixture configs
 
 
+# Fields of a mixture file (or `from_dict` / `load_mixture` keyword arguments) besides the modality entries.
+MIXTURE_OPTIONS = ("input_tokens", "target_tokens", "name", "description")
+ALPHA_KEYS = ("input_alphas", "target_alphas", "keep")
+
+
 def _token_range(value: int | Sequence[int], what: str) -> tuple[int, int]:
-    low, high = (value, value) if isinstance(value, int) else tuple(value)
-    if isinstance(low, bool) or not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high:
-        raise ValueError(f"{what} must be an int n >= 0 or a range [min, max] with 0 <= min <= max, got {value!r}.")
-    return low, high
+    """A token budget: an int n >= 0 (exactly n) or an inclusive range [min, max]."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"{what} must be an int or a range [min, max], got {len(value)} values {list(value)}.")
+        low, high = (check_int(v, f"{what}[{i}]", minimum=0) for i, v in enumerate(value))
+        if low > high:
+            raise ValueError(f"{what} must be a range [min, max] with min <= max, got {list(value)}.")
+        return low, high
+    value = check_int(value, f"{what} (an int or a range [min, max])", minimum=0)
+    return value, value
+
+
+def _values(value: Any, what: str) -> tuple:
+    """One value per mixture component: a list or tuple (a scalar or string is refused)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{what} must be a list with one value per mixture component, got {type(value).__name__} {value!r}."
+        )
+    return tuple(value)
+
+
+def _check_overrides(overrides: Mapping[str, Any]) -> None:
+    unknown = [key for key in overrides if key not in MIXTURE_OPTIONS]
+    if unknown:
+        raise TypeError(
+            f"Unknown mixture option(s) {unknown}; the options are {list(MIXTURE_OPTIONS)}."
+            f"{close_match(unknown[0], MIXTURE_OPTIONS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +106,15 @@ class ModalityAlphas:
     input_alphas: tuple[float, ...]
     target_alphas: tuple[float, ...]
     keep: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        for what in ("input_alphas", "target_alphas"):
+            values = _values(getattr(self, what), what)
+            alphas = tuple(float(check_number(v, f"{what}[{i}]", minimum=0)) for i, v in enumerate(values))
+            object.__setattr__(self, what, alphas)
+        if self.keep is not None:
+            keep = tuple(check_choice(k, f"keep[{i}]", KEEP_SCHEMES) for i, k in enumerate(_values(self.keep, "keep")))
+            object.__setattr__(self, "keep", keep)
 
     def keep_scheme(self, component: int) -> str:
         return "random" if self.keep is None else self.keep[component]
@@ -99,37 +139,40 @@ class MaskingMixture:
     description: str = ""
 
     def __post_init__(self):
-        if not self.modalities:
+        if not isinstance(self.modalities, Mapping) or not self.modalities:
             raise ValueError(f"Mixture {self.name!r} lists no modality.")
         counts = {}
         for modality, alphas in self.modalities.items():
-            for what in ("input_alphas", "target_alphas", "keep"):
+            if not isinstance(alphas, ModalityAlphas):
+                raise TypeError(
+                    f"Mixture {self.name!r}, {modality}: expected ModalityAlphas, got {type(alphas).__name__}."
+                )
+            for what in ALPHA_KEYS:
                 values = getattr(alphas, what)
                 if values is not None:
                     counts[f"{modality}.{what}"] = len(values)
-            for value in alphas.input_alphas + alphas.target_alphas:
-                if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                    raise ValueError(f"Mixture {self.name!r}, {modality}: alphas must be finite and >= 0, got {value!r}.")
-            for scheme in alphas.keep or ():
-                if scheme not in KEEP_SCHEMES:
-                    raise ValueError(
-                        f"Mixture {self.name!r}, {modality}: keep scheme must be one of {sorted(KEEP_SCHEMES)}, "
-                        f"got {scheme!r}."
-                    )
         if self.sampling_weights is not None:
-            counts["sampling_weights"] = len(self.sampling_weights)
-            if any(w < 0 for w in self.sampling_weights) or not sum(self.sampling_weights) > 0:
+            weights = _values(self.sampling_weights, f"Mixture {self.name!r}: sampling_weights")
+            weights = tuple(
+                float(check_number(w, f"Mixture {self.name!r}: sampling_weights[{i}]", minimum=0))
+                for i, w in enumerate(weights)
+            )
+            if not sum(weights) > 0:
                 raise ValueError(f"Mixture {self.name!r}: sampling_weights must be >= 0 with a positive sum.")
+            object.__setattr__(self, "sampling_weights", weights)
+            counts["sampling_weights"] = len(weights)
         if len(set(counts.values())) != 1:
             raise ValueError(f"Mixture {self.name!r}: every entry needs one value per component, got lengths {counts}.")
         for what in ("input_alphas", "target_alphas"):
             for component in range(self.num_components):
                 if not sum(getattr(a, what)[component] for a in self.modalities.values()) > 0:
                     raise ValueError(f"Mixture {self.name!r}: component {component} has no positive {what}.")
-        object.__setattr__(self, "input_tokens", _token_range(self.input_tokens, "input_tokens"))
-        object.__setattr__(self, "target_tokens", _token_range(self.target_tokens, "target_tokens"))
+        for what in ("input_tokens", "target_tokens"):
+            object.__setattr__(self, what, _token_range(getattr(self, what), f"Mixture {self.name!r}: {what}"))
         if self.input_tokens[1] == 0:
             raise ValueError(f"Mixture {self.name!r}: input_tokens must allow at least one encoder token.")
+        if self.target_tokens[1] == 0:
+            raise ValueError(f"Mixture {self.name!r}: target_tokens must allow at least one decoder token (a target).")
 
     @property
     def num_components(self) -> int:
@@ -140,8 +183,11 @@ class MaskingMixture:
         """Build from a dict in the official alphas-config layout (modality entries at the top level, or under
         `alphas_mixture` next to `sampling_weights`), optionally with `input_tokens`, `target_tokens`, `name`,
         `description`. Keyword arguments override those fields."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"A mixture config is a dict of modality entries, got {type(config).__name__}.")
+        _check_overrides(overrides)
         config = dict(config)
-        options = {k: config.pop(k) for k in ("input_tokens", "target_tokens", "name", "description") if k in config}
+        options = {k: config.pop(k) for k in MIXTURE_OPTIONS if k in config}
         weights = config.pop("sampling_weights", None)
         config.pop("source", None)
         entries = config.pop("alphas_mixture", None)
@@ -149,40 +195,46 @@ class MaskingMixture:
             entries = config
         elif config:
             raise ValueError(f"Unexpected top-level keys next to 'alphas_mixture': {sorted(config)}.")
+        name = overrides.get("name", options.get("name", "custom"))
+        if not isinstance(entries, Mapping):
+            raise TypeError(f"Mixture {name!r}: alphas_mixture must be a dict of modality entries.")
         modalities = {}
         for modality, entry in entries.items():
-            if not isinstance(entry, Mapping) or not {"input_alphas", "target_alphas"} <= set(entry):
-                raise ValueError(f"Mixture entry {modality!r} must be a mapping with input_alphas and target_alphas.")
-            unknown = set(entry) - {"input_alphas", "target_alphas", "keep"}
+            where = f"Mixture {name!r}, entry {modality!r}"
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{where} must be a mapping with input_alphas and target_alphas, got {entry!r}.")
+            unknown = [key for key in entry if key not in ALPHA_KEYS]
             if unknown:
-                raise ValueError(f"Mixture entry {modality!r} has unknown keys {sorted(unknown)}.")
-            modalities[modality] = ModalityAlphas(
-                input_alphas=tuple(float(a) for a in entry["input_alphas"]),
-                target_alphas=tuple(float(a) for a in entry["target_alphas"]),
-                keep=tuple(entry["keep"]) if entry.get("keep") is not None else None,
-            )
+                raise ValueError(f"{where} has unknown keys {unknown}.{close_match(unknown[0], ALPHA_KEYS)}")
+            missing = [key for key in ALPHA_KEYS[:2] if key not in entry]
+            if missing:
+                raise ValueError(f"{where} must be a mapping with input_alphas and target_alphas; it lacks {missing}.")
+            with error_context(where):
+                modalities[modality] = ModalityAlphas(**entry)
         options.update(overrides)
-        return cls(
-            modalities=modalities,
-            sampling_weights=tuple(float(w) for w in weights) if weights is not None else None,
-            **options,
-        )
+        return cls(modalities=modalities, sampling_weights=weights, **options)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "MaskingMixture":
         """Load a `.json`, `.yaml` or `.yml` mixture file (YAML needs PyYAML, part of the `train` extra)."""
         path = Path(path)
+        if path.suffix not in (".json", ".yaml", ".yml"):
+            raise ValueError(f"Mixture files must end in .json, .yaml or .yml, got {path.name!r}.")
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError as error:
                 raise ImportError("Reading YAML mixtures needs PyYAML: pip install 'fourm_hf[train]'.") from error
-            config = yaml.safe_load(text)
-        elif path.suffix == ".json":
-            config = json.loads(text)
+            try:
+                config = yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                raise ValueError(f"{path}: not valid YAML: {error}") from error
         else:
-            raise ValueError(f"Mixture files must end in .json, .yaml or .yml, got {path.name!r}.")
+            try:
+                config = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: not valid JSON: {error}") from error
         if not isinstance(config, Mapping):
             raise ValueError(f"{path}: a mixture file holds a mapping, got {type(config).__name__}.")
         return cls.from_dict({"name": path.stem, **config}, **overrides)
@@ -192,9 +244,13 @@ class MaskingMixture:
 
         >>> load_mixture("4m7_all2all_rgb2all").subset(["rgb@224", "tok_rgb@224", "tok_depth@224", "caption"])
         """
+        modalities = check_names(modalities, "modalities")
         unknown = [m for m in modalities if m not in self.modalities]
         if unknown:
-            raise ValueError(f"Mixture {self.name!r} has no {unknown}; it covers {list(self.modalities)}.")
+            raise ValueError(
+                f"Mixture {self.name!r} has no {unknown}; it covers {list(self.modalities)}."
+                f"{close_match(unknown[0], self.modalities)}"
+            )
         kept = {m: a for m, a in self.modalities.items() if m in modalities}
         return dataclasses.replace(self, modalities=kept, name=f"{self.name}-subset")
 
@@ -227,14 +283,25 @@ def load_mixture(name_or_path: str | Path | MaskingMixture, **overrides: Any) ->
     (64, 64)
     """
     if isinstance(name_or_path, MaskingMixture):
+        _check_overrides(overrides)
         return dataclasses.replace(name_or_path, **overrides)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        hint = " (build one from a dict with MaskingMixture.from_dict)" if isinstance(name_or_path, Mapping) else ""
+        raise TypeError(
+            f"mixture must be a MaskingMixture, a preset name or a file path, got {type(name_or_path).__name__}{hint}."
+        )
     preset = MIXTURES_DIR / f"{name_or_path}.json"
     if preset.is_file():
         return MaskingMixture.from_file(preset, **overrides)
     path = Path(name_or_path)
     if path.is_file():
         return MaskingMixture.from_file(path, **overrides)
-    raise ValueError(f"No mixture preset or file {str(name_or_path)!r}; presets: {available_mixtures()}.")
+    if path.suffix in (".json", ".yaml", ".yml") or len(path.parts) > 1:
+        raise FileNotFoundError(f"No mixture preset or file {str(name_or_path)!r}: the file does not exist.")
+    presets = available_mixtures()
+    raise ValueError(
+        f"No mixture preset or file {str(name_or_path)!r}; presets: {presets}.{close_match(name_or_path, presets)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -362,17 +429,22 @@ class FourMMaskingCollator:
         random_crop: bool = True,
     ):
         self.mixture = load_mixture(mixture)
-        self.infos: dict[str, ModalitySpec] = {
-            name: config.modality(name) if config is not None else get_modality(name) for name in self.mixture.modalities
-        }
+        if config is not None and not isinstance(config, FourMConfig):
+            raise TypeError(f"config must be a FourMConfig (the model's config) or None, got {type(config).__name__}.")
+        with error_context(f"Mixture {self.mixture.name!r}"):
+            self.infos: dict[str, ModalitySpec] = {
+                name: config.modality(name) if config is not None else get_modality(name)
+                for name in self.mixture.modalities
+            }
         self.special_tokens = SpecialTokens() if special_tokens is None else special_tokens
         if not isinstance(self.special_tokens, SpecialTokens):
             raise TypeError(f"special_tokens must be a SpecialTokens, got {type(self.special_tokens).__name__}.")
         self.pad_id, self.sentinel_ids = self.special_tokens.pad_id, self.special_tokens.sentinel_ids
         if len(self.sentinel_ids) < 2:
             raise ValueError(f"special_tokens must list at least [S_0] and [S_1], got {self.sentinel_ids}.")
-        self.random_crop = random_crop
-        self.rng = np.random.default_rng(seed)
+        self.random_crop = check_bool(random_crop, "random_crop")
+        self.rng = np.random.default_rng(None if seed is None else check_int(seed, "seed", minimum=0))
+        self._truncated: set[str] = set()  # modalities whose truncation was reported
         names = list(self.mixture.modalities)
         alphas = self.mixture.modalities.values()
         self.input_alphas = np.maximum(np.array([a.input_alphas for a in alphas]).T, MIN_ALPHA)  # (components, M)
@@ -431,7 +503,7 @@ class FourMMaskingCollator:
                     f"{info.name}: expected {info.num_tokens} image tokens ({info.grid_size}x{info.grid_size}), "
                     f"got an array of shape {array.shape}."
                 )
-            tensor = array.reshape(-1).astype(np.int64)
+            tensor = _token_ids(info, array).reshape(-1)
         order = rng.permutation(info.num_tokens)
         input_mask = np.ones(info.num_tokens, dtype=bool)
         input_mask[order[:n_in]] = False
@@ -450,30 +522,47 @@ class FourMMaskingCollator:
             mean, std = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
             return ((array.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
         if np.issubdtype(array.dtype, np.floating) and array.shape == (channels, size, size):
+            check_finite(torch.from_numpy(array), "pixels", info.name)
             return array.astype(np.float32)
         raise ValueError(
             f"{info.name}: expected float pixels of shape {(channels, size, size)} or 0-255 integers of shape "
             f"{(size, size, channels)}, got {array.dtype} {array.shape}."
         )
 
-    @staticmethod
-    def _units(info: ModalitySpec, value: Any) -> list[tuple[int, ...]]:
+    def _report_truncation(self, info: ModalitySpec, length: int, dropped: int) -> None:
+        """Warn, once per modality, that a sequence longer than `max_tokens` lost its tail."""
+        if dropped and info.name not in self._truncated:
+            self._truncated.add(info.name)
+            logger.warning(
+                f"{info.name}: a sample has {length} tokens, more than max_tokens={info.max_tokens}; its last "
+                f"{dropped} are dropped (as in the official masking). Later truncations of {info.name} by this "
+                "collator are not reported; shorten the sequences when pre-tokenising to keep them."
+            )
+
+    def _units(self, info: ModalitySpec, value: Any) -> list[tuple[int, ...]]:
         """The sequence as masking units: one per token, or one per (non-empty) chunk, cut at `max_tokens`."""
         if isinstance(value, Mapping):
             if set(value) != {"chunks"}:
                 raise ValueError(f"{info.name}: a chunked sequence is {{'chunks': [[ids], ...]}}, got keys {sorted(value)}.")
+            chunks = value["chunks"]
+            if isinstance(chunks, (str, bytes)) or not isinstance(chunks, (Sequence, np.ndarray)):
+                raise TypeError(f"{info.name}: 'chunks' must be a list of token id lists, got {type(chunks).__name__}.")
+            chunks = [tuple(_token_ids(info, chunk).reshape(-1).tolist()) for chunk in chunks]
             units, total = [], 0
-            for chunk in value["chunks"]:
-                chunk = tuple(int(t) for t in np.asarray(chunk).reshape(-1))
+            for chunk in chunks:
                 total += len(chunk)
                 if total > info.max_tokens:
                     break
                 if chunk:
                     units.append(chunk)
+            length = sum(map(len, chunks))
+            self._report_truncation(info, length, length - sum(map(len, units)))
             return units
         ids = np.asarray(value)
-        if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+        if ids.ndim != 1:
             raise ValueError(f"{info.name}: expected a 1-D sequence of token ids, got {ids.dtype} {ids.shape}.")
+        ids = _token_ids(info, ids)
+        self._report_truncation(info, len(ids), max(len(ids) - info.max_tokens, 0))
         return [(t,) for t in ids[: info.max_tokens].tolist()]
 
     def _sequence(self, rng, info, value, n_in, n_tgt, scheme) -> dict:
@@ -503,9 +592,13 @@ class FourMMaskingCollator:
         }
 
     def _sequence_embedding(self, rng, info, value, n_in, scheme) -> dict:
-        features = np.asarray(value, dtype=np.float32)
+        features = np.asarray(value)
+        if features.dtype.kind not in "fiu":
+            raise TypeError(f"{info.name}: expected numeric features (L, {info.embedding_dim}), got {features.dtype}.")
+        features = features.astype(np.float32)
         if features.ndim != 2 or features.shape[1] != info.embedding_dim:
             raise ValueError(f"{info.name}: expected features of shape (L, {info.embedding_dim}), got {features.shape}.")
+        check_finite(torch.from_numpy(features), "features", info.name)
         features = features[: info.max_tokens]
         keep = draw_span_keep(rng, np.ones(len(features), dtype=np.int64), n_in, scheme)
         # positions stand in for tokens; sentinels (negative markers) become zero vectors, as in the official code
@@ -550,14 +643,18 @@ class FourMMaskingCollator:
         self, sample: Mapping[str, Any], rng: np.random.Generator | None = None
     ) -> tuple[dict[str, dict[str, np.ndarray]], MaskingBudget]:
         """Mask one sample; returns its per-modality entries (numpy, no batch axis) and the budgets drawn."""
+        if not isinstance(sample, Mapping):
+            raise TypeError(f"a sample must be a dict {{modality name: data}}, got {type(sample).__name__}.")
         if rng is None:
             rng = np.random.default_rng(sample["masking_seed"]) if "masking_seed" in sample else self.rng
         missing = [name for name in self.infos if name not in sample]
         if missing:
             raise ValueError(
-                f"Sample has no {missing}; the mixture {self.mixture.name!r} needs {list(self.infos)} "
-                "(`mixture.subset(...)` drops modalities a dataset lacks)."
+                f"missing {missing}, which the mixture {self.mixture.name!r} needs ({list(self.infos)}); "
+                "`mixture.subset(...)` drops modalities a dataset lacks."
             )
+        # tensors (e.g. from a torch dataset) are read as arrays
+        sample = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
         sample = self._select_crop(rng, sample)
         budget = self.sample_budget(rng)
         masked = {}
@@ -567,6 +664,12 @@ class FourMMaskingCollator:
             if info.is_image:
                 masked[name] = self._image(rng, info, sample[name], n_in, n_tgt)
             elif info.kind == SEQUENCE:
+                if _is_text(sample[name]):
+                    raise TypeError(
+                        f"{name} is raw text ({sample[name]!r:.60}); the collator takes pre-tokenised ids ending with "
+                        "[EOS]: run fourm_hf.data.pretokenization.pretokenize over the dataset, or use "
+                        "tokenizer(text).input_ids + [tokenizer.eos_token_id] with the FourMTokenizer."
+                    )
                 if _is_per_crop(sample[name]):
                     raise ValueError(f"{name} holds one sequence per crop but the sample has no crop_settings.")
                 masked[name] = self._sequence(rng, info, sample[name], n_in, n_tgt, scheme)
@@ -575,9 +678,18 @@ class FourMMaskingCollator:
         return masked, budget
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if isinstance(samples, Mapping):
+            raise TypeError(
+                "expected a list of samples, got a dict (one sample? wrap it in a list: collator([sample]))."
+            )
+        if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence):
+            raise TypeError(f"expected a list of samples (dicts), got {type(samples).__name__}.")
         if not samples:
             raise ValueError("Cannot collate an empty list of samples.")
-        masked = [self.mask_sample(sample)[0] for sample in samples]
+        masked = []
+        for index, sample in enumerate(samples):
+            with error_context(f"sample {index}"):
+                masked.append(self.mask_sample(sample)[0])
         modalities = {
             name: {key: torch.from_numpy(np.stack([m[name][key] for m in masked])) for key in masked[0][name]}
             for name in self.infos
@@ -587,6 +699,28 @@ class FourMMaskingCollator:
             "num_encoder_tokens": self.mixture.input_tokens[1],
             "num_decoder_tokens": self.mixture.target_tokens[1],
         }
+
+
+def _token_ids(info: ModalitySpec, value: Any) -> np.ndarray:
+    """Token ids of a modality as int64: integers within its vocabulary."""
+    ids = np.asarray(value)
+    if ids.size and ids.dtype.kind not in "iu":
+        whole = ids.dtype.kind == "f" and bool(np.all(np.mod(ids, 1) == 0))
+        hint = " (whole numbers: cast with .astype(np.int64))" if whole else ""
+        raise TypeError(f"{info.name} expects integer token ids, got {ids.dtype}{hint}.")
+    ids = ids.astype(np.int64)
+    if ids.size:
+        check_range(torch.from_numpy(ids), f"{info.name} token ids", info.vocab_size)
+    return ids
+
+
+def _is_text(value: Any) -> bool:
+    """Whether a sequence entry is raw text (a string, or strings) rather than token ids."""
+    if isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "USO" and value.size > 0 and isinstance(value.flat[0], (str, bytes))
+    return isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], (str, bytes))
 
 
 def _is_per_crop(value: Any) -> bool:

@@ -9,13 +9,14 @@ generated spans).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
 import torch
 
+from ..checks import check_int
 from ..modalities import IMAGE_TOKENS, SEQUENCE, ModalitySpec
 
 T = TypeVar("T", bound=Hashable)
@@ -91,6 +92,7 @@ class SpecialTokens:
 
     def sentinel(self, index: int) -> int:
         """The id of `[S_index]`."""
+        check_int(index, "sentinel index")
         if not 0 <= index < len(self.sentinel_ids):
             raise ValueError(f"Sentinel [S_{index}] is not in the vocabulary ({len(self.sentinel_ids)} sentinels).")
         return self.sentinel_ids[index]
@@ -105,6 +107,18 @@ class SpecialTokens:
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
         return [i for i in ids if i != self.pad_id and i not in self.sentinel_set]
+
+
+def check_sequence_target_length(spec: ModalitySpec, length: Any, name: str) -> int:
+    """`length` if it fits a blank target of the sequence modality `spec`: `[S_1]` followed by a span of 1 to
+    `max_tokens` tokens to generate (generation stops after `max_tokens`, so a longer span would never be filled)."""
+    check_int(length, name)
+    if not 2 <= length <= spec.max_tokens + 1:
+        raise ValueError(
+            f"{name} must be in [2, {spec.max_tokens + 1}] (a blank target is [S_1] followed by 1 to "
+            f"max_tokens={spec.max_tokens} tokens to generate), got {length}."
+        )
+    return length
 
 
 def blank_target(
@@ -123,8 +137,7 @@ def blank_target(
     """
     if spec.kind not in (IMAGE_TOKENS, SEQUENCE):
         raise ValueError(f"{spec.name} is a {spec.kind} modality and cannot be a target.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{spec.name}: batch_size must be a positive int, got {batch_size!r}.")
+    check_int(batch_size, f"{spec.name}: batch_size", minimum=1)
     if spec.kind == IMAGE_TOKENS:
         if length not in (None, spec.num_tokens):
             raise ValueError(f"{spec.name} has {spec.num_tokens} tokens; a blank target cannot have length {length!r}.")
@@ -134,11 +147,7 @@ def blank_target(
             "input_mask": torch.ones(shape, dtype=torch.bool, device=device),
             "target_mask": torch.zeros(shape, dtype=torch.bool, device=device),
         }
-    length = spec.max_tokens if length is None else length
-    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
-        raise ValueError(
-            f"{spec.name}: a blank sequence target needs a length of at least 2 ([S_1] and the span), got {length!r}."
-        )
+    length = spec.max_tokens if length is None else check_sequence_target_length(spec, length, f"{spec.name}: length")
     tensor = torch.full((batch_size, length), special_tokens.pad_id, dtype=torch.long, device=device)
     tensor[:, :2] = special_tokens.sentinel(1)
     tensor[:, -1] = special_tokens.sentinel(2)
@@ -152,6 +161,11 @@ def blank_target(
     }
 
 
+def _check_sequence(value: Any, name: str) -> None:
+    if not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence, got {type(value).__name__} {value!r}.")
+
+
 def mask_spans(tokens: Sequence[T], keep: Sequence[bool], sentinel: Callable[[int], T]) -> tuple[list[T], list[T]]:
     """T5-style span masking: every maximal run of dropped tokens becomes sentinel k (k = 1, 2, ...) in the input and
     `sentinel(k)` followed by the run in the target; the target ends with the next unused sentinel.
@@ -159,6 +173,8 @@ def mask_spans(tokens: Sequence[T], keep: Sequence[bool], sentinel: Callable[[in
     >>> mask_spans("a dog on grass [EOS]".split(), [1, 0, 0, 1, 0], lambda k: f"[S_{k}]")
     (['a', '[S_1]', 'grass', '[S_2]'], ['[S_1]', 'dog', 'on', '[S_2]', '[EOS]', '[S_3]'])
     """
+    _check_sequence(tokens, "mask_spans: tokens")
+    _check_sequence(keep, "mask_spans: keep")
     if len(tokens) != len(keep):
         raise ValueError(f"mask_spans: {len(tokens)} tokens but {len(keep)} keep flags.")
     inputs, targets, count, previous_kept = [], [], 0, True
@@ -182,6 +198,9 @@ def merge_spans(inputs: Sequence[T], targets: Sequence[T], sentinels: Collection
 
     A sentinel with no span in `targets` contributes nothing; target tokens before the first sentinel are ignored.
     """
+    for value, name in ((inputs, "inputs"), (targets, "targets")):
+        if not isinstance(value, Iterable):
+            raise TypeError(f"merge_spans: {name} must be a sequence of tokens, got {type(value).__name__} {value!r}.")
     spans: dict[T, list[T]] = {}
     current = None
     for token in targets:
@@ -213,6 +232,15 @@ def merge_span_batch(
     Returns:
         `(merged, padding)`, both `(B, M)`: the merged ids right-padded with `[PAD]`, and True on the padding.
     """
+    for tensor, name in ((input_ids, "input_ids"), (input_mask, "input_mask"), (generated, "generated")):
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"merge_span_batch: {name} must be a 2-D tensor (batch, length), got {got}.")
+    if input_mask.shape != input_ids.shape or generated.shape[0] != input_ids.shape[0]:
+        raise ValueError(
+            f"merge_span_batch: input_ids {tuple(input_ids.shape)}, input_mask {tuple(input_mask.shape)} and "
+            f"generated {tuple(generated.shape)} must share the batch size (and input_ids / input_mask the length)."
+        )
     start = special_tokens.sentinel(1)
     rows = [
         merge_spans([i for i, hidden in zip(ids, mask) if not hidden] or [start], gen, special_tokens.sentinel_set)
@@ -233,6 +261,7 @@ __all__ = [
     "RELEASED_SENTINEL_IDS",
     "SpecialTokens",
     "blank_target",
+    "check_sequence_target_length",
     "mask_spans",
     "merge_span_batch",
     "merge_spans",

@@ -4,20 +4,24 @@
 `v0=<xmin> v1=<ymin> v2=<xmax> v3=<ymax> <class name>`, metadata as `v1=<field> v0=<value>` pairs, colour palettes
 as `v1=<n>` followed by `3n` channel values, human poses and SAM instances as keyword-led groups of value tokens.
 Each `*_to_text` function here has a `text_to_*` inverse; parsers skip special tokens (`[EOS]`, `[PAD]`,
-sentinels) and drop malformed groups, since they also read model outputs. Span masking with sentinels (how
+sentinels) and drop malformed groups, since they also read model outputs. Serialisers refuse what they cannot write
+(wrong types, lengths or ranges) with an error naming the item. Span masking with sentinels (how
 captions and all other sequences are split into an encoder input and a decoder target) lives in
 `fourm_hf.data.sequences`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
+import numpy as np
 from transformers.utils import logging
+
+from ..checks import check_int, check_number, close_match
 
 logger = logging.get_logger(__name__)
 
@@ -34,7 +38,25 @@ _VALUE_TOKEN = re.compile(r"^v(\d)=(\d+)$")
 
 def _words(text: str) -> list[str]:
     """Whitespace-split `text`, dropping bracketed special tokens such as `[EOS]`, `[PAD]`, `[S_3]`."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string (a decoded sequence), got {type(text).__name__} {text!r}.")
     return [w for w in text.split() if not (w.startswith("[") and w.endswith("]"))]
+
+
+def _check_bins(num_bins: int) -> int:
+    return check_int(num_bins, "num_bins", minimum=2)
+
+
+def _check_list(value: Any, what: str) -> list:
+    """`value` as a list when it is a list, tuple or array of items (not a string or a mapping)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{what} must be a list, got {type(value).__name__} {value!r}.")
+    return list(value)
+
+
+def _check_numbers(values: Any, what: str) -> list[float]:
+    """A list of finite real numbers (not strings, not bools) as floats."""
+    return [float(check_number(v, f"{what}[{i}]")) for i, v in enumerate(_check_list(values, what))]
 
 
 def _parse_value(word: str) -> tuple[int, int] | None:
@@ -50,7 +72,9 @@ def _quantize(value: float, num_bins: int) -> int:
 
 def _codes_to_words(codes: Sequence[int], codebook_size: int, what: str) -> list[str]:
     words = []
-    for code in codes:
+    for index, code in enumerate(_check_list(codes, what)):
+        if isinstance(code, bool) or not isinstance(code, (int, np.integer)):
+            raise TypeError(f"{what}: codes must be integers, got {type(code).__name__} {code!r} at {index}.")
         code = int(code)
         if not 0 <= code < codebook_size:
             raise ValueError(f"{what}: codes must be in [0, {codebook_size}), got {code}.")
@@ -65,20 +89,23 @@ def _word_to_code(word: str) -> int | None:
     return parsed[1] + CODE_SPLIT * parsed[0]
 
 
-def _check_finite(values: Sequence[float], what: str) -> list[float]:
-    values = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{what} must be finite, got {values}.")
-    return values
-
-
 def _check_box(box: Sequence[float], what: str) -> tuple[float, float, float, float]:
     """Validate a normalised (xmin, ymin, xmax, ymax) box."""
+    if isinstance(box, (str, bytes, Mapping)) or not isinstance(box, (Sequence, np.ndarray)):
+        raise TypeError(f"{what}: a box is 4 numbers (xmin, ymin, xmax, ymax), got {type(box).__name__} {box!r}.")
     if len(box) != 4:
         raise ValueError(f"{what}: a box is 4 numbers (xmin, ymin, xmax, ymax), got {len(box)}: {list(box)}.")
-    xmin, ymin, xmax, ymax = _check_finite(box, what)
+    xmin, ymin, xmax, ymax = _check_numbers(box, what)
     if not all(0.0 <= v <= 1.0 for v in (xmin, ymin, xmax, ymax)):
-        raise ValueError(f"{what}: box coordinates must be normalised to [0, 1], got {[xmin, ymin, xmax, ymax]}.")
+        hint = ""
+        if max(xmin, ymin, xmax, ymax) > 1 and min(xmin, ymin, xmax, ymax) >= 0:
+            hint = (
+                f"; they look like pixel coordinates (max {max(xmin, ymin, xmax, ymax):g}): divide x by the image "
+                "width and y by its height"
+            )
+        raise ValueError(
+            f"{what}: box coordinates must be normalised to [0, 1], got {[xmin, ymin, xmax, ymax]}{hint}."
+        )
     if xmin > xmax or ymin > ymax:
         raise ValueError(f"{what}: a box needs xmin <= xmax and ymin <= ymax, got {[xmin, ymin, xmax, ymax]}.")
     return xmin, ymin, xmax, ymax
@@ -114,12 +141,16 @@ def boxes_to_text(
         num_bins (`int`, *optional*, defaults to 1000): coordinate bins; a coordinate c becomes round(c * (bins - 1)).
         sort (`bool`, *optional*, defaults to `True`): order boxes by xmin² + ymin², as 4M's training data does.
     """
+    boxes, labels = _check_list(boxes, "det: boxes"), _check_list(labels, "det: labels")
+    _check_bins(num_bins)
     if len(boxes) != len(labels):
         raise ValueError(f"det: got {len(boxes)} boxes but {len(labels)} labels.")
     items = []
     for i, (box, label) in enumerate(zip(boxes, labels)):
         box = _check_box(box, f"det box {i}")
-        words = label.split() if isinstance(label, str) else []
+        if not isinstance(label, str):
+            raise TypeError(f"det: label {i} must be a class name (a string), got {type(label).__name__} {label!r}.")
+        words = label.split()
         if not words or _words(label) != words or any(_parse_value(w) for w in words):
             raise ValueError(f"det: label {i} must be a class name without value or special tokens, got {label!r}.")
         items.append((box, " ".join(words)))
@@ -133,6 +164,7 @@ def text_to_boxes(text: str, num_bins: int = NUM_BINS) -> tuple[list[tuple[float
 
     A group needs the four coordinates in order followed by at least one label word; other groups are dropped.
     """
+    _check_bins(num_bins)
     boxes, labels = [], []
     words = _words(text)
     starts = [i for i, w in enumerate(words) if w.startswith("v0=")] + [len(words)]
@@ -236,16 +268,29 @@ def metadata_to_chunks(
         metadata (`Mapping[str, float]`): values by field name (see `METADATA_FIELDS`).
         order (`Sequence[str]`, *optional*): field order; defaults to the mapping's order (4M shuffles it in training).
         num_bins (`int`, *optional*, defaults to 1000): value tokens per axis.
+
+    Values are numbers; counts are whole numbers >= 0 and sizes >= 0 (range fields are clipped to their range).
     """
-    order = list(metadata) if order is None else list(order)
-    if sorted(order) != sorted(metadata):
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict {{field name: value}}, got {type(metadata).__name__} {metadata!r}.")
+    _check_bins(num_bins)
+    for name in metadata:
+        if name not in METADATA_FIELDS:
+            raise ValueError(
+                f"metadata: unknown field {name!r}; known fields: {list(METADATA_FIELDS)}."
+                f"{close_match(name, METADATA_FIELDS)}"
+            )
+    order = list(metadata) if order is None else _check_list(order, "metadata: order")
+    if sorted(order, key=str) != sorted(metadata) or len(set(order)) != len(order):
         raise ValueError(f"metadata: `order` {order} must list exactly the given fields {list(metadata)}.")
     chunks = []
     for name in order:
-        if name not in METADATA_FIELDS:
-            raise ValueError(f"metadata: unknown field {name!r}; known fields: {list(METADATA_FIELDS)}.")
-        (value,) = _check_finite([metadata[name]], f"metadata field {name!r}")
         spec = METADATA_FIELDS[name]
+        value = check_number(metadata[name], f"metadata field {name!r}")
+        if spec.kind in ("size", "count"):
+            check_number(value, f"metadata field {name!r} (a {spec.kind})", minimum=0)
+        if spec.kind == "count" and not float(value).is_integer():
+            raise ValueError(f"metadata field {name!r} is a count and must be a whole number, got {value!r}.")
         chunks.append(f"v1={spec.type_id} v0={spec.encode(value, num_bins)}")
     return chunks
 
@@ -263,6 +308,7 @@ def text_to_metadata(text: str, num_bins: int = NUM_BINS) -> dict[str, float]:
     Pairs with an unknown field or a value out of the field's range are dropped; fields are returned in
     `METADATA_FIELDS` order.
     """
+    _check_bins(num_bins)
     words = _words(text)
     found = {}
     for first, second in pairwise(words):
@@ -282,13 +328,15 @@ def text_to_metadata(text: str, num_bins: int = NUM_BINS) -> dict[str, float]:
 
 def palette_to_text(colors: Sequence[Sequence[int]], num_bins: int = NUM_BINS) -> str:
     """Serialise a palette of RGB colours as `v1=<n>` followed by `v0=<r> v0=<g> v0=<b>` per colour."""
+    colors = _check_list(colors, "color_palette: colors")
+    _check_bins(num_bins)
     if not 1 <= len(colors) < num_bins:
         raise ValueError(f"color_palette: expected between 1 and {num_bins - 1} colours, got {len(colors)}.")
     words = [f"v1={len(colors)}"]
     for i, color in enumerate(colors):
-        channels = list(color)
-        if len(channels) != 3 or not all(float(c).is_integer() and 0 <= c <= 255 for c in channels):
-            raise ValueError(f"color_palette: colour {i} must be 3 integers in [0, 255], got {channels}.")
+        channels = _check_numbers(color, f"color_palette: colour {i}")
+        if len(channels) != 3 or not all(c.is_integer() and 0 <= c <= 255 for c in channels):
+            raise ValueError(f"color_palette: colour {i} must be 3 integers in [0, 255], got {list(color)}.")
         words += [f"v0={int(c)}" for c in channels]
     return " ".join(words)
 
@@ -352,15 +400,23 @@ def poses_to_text(
             box (4M draws a random order per person in training).
         num_bins (`int`, *optional*, defaults to 1000): value tokens per axis.
     """
-    if sorted(block_order) != sorted(POSE_BLOCKS):
-        raise ValueError(f"human_poses: block_order must be a permutation of {POSE_BLOCKS}, got {list(block_order)}.")
+    block_order = _check_list(block_order, "human_poses: block_order")
+    if sorted(block_order, key=str) != sorted(POSE_BLOCKS):
+        raise ValueError(f"human_poses: block_order must be a permutation of {POSE_BLOCKS}, got {block_order}.")
+    poses = _check_list(poses, "human_poses: poses")
+    _check_bins(num_bins)
     if not poses:
         return "none"
     groups = []
     for i, pose in enumerate(poses):
+        if not isinstance(pose, HumanPose):
+            raise TypeError(
+                f"human_poses person {i} must be a HumanPose(box, pose_tokens, global_orient, betas, camera), got "
+                f"{type(pose).__name__}."
+            )
         words = ["human"] + _box_words(_check_box(pose.box, f"human_poses person {i}"), num_bins)
         for block in block_order:
-            values = list(pose.block_values(block))
+            values = _check_list(pose.block_values(block), f"human_poses person {i} {block}")
             if len(values) != _POSE_BLOCK_SIZES[block]:
                 raise ValueError(
                     f"human_poses person {i}: block {block!r} needs {_POSE_BLOCK_SIZES[block]} values, "
@@ -371,7 +427,7 @@ def poses_to_text(
                 words += _codes_to_words(values, POSE_CODEBOOK_SIZE, f"human_poses person {i} pose")
             else:
                 scale, offset, lo, hi = _POSE_FLOAT_MAPS[block]
-                values = _check_finite(values, f"human_poses person {i} {block}")
+                values = _check_numbers(values, f"human_poses person {i} {block}")
                 words += [f"v0={round(scale * min(max(v, lo), hi) + offset)}" for v in values]
         groups.append(" ".join(words))
     return " ".join(groups)
@@ -405,6 +461,7 @@ def _read_pose(words: Sequence[str], num_bins: int) -> HumanPose | None:
 
 def text_to_poses(text: str, num_bins: int = NUM_BINS) -> list[HumanPose]:
     """Parse `poses_to_text` output; malformed people are dropped and `none` gives an empty list."""
+    _check_bins(num_bins)
     words = _words(text)
     starts = [i for i, w in enumerate(words) if w == "human"] + [len(words)]
     poses = [_read_pose(words[s + 1 : e], num_bins) for s, e in pairwise(starts)]
@@ -435,29 +492,42 @@ class SAMQuery:
 
 
 def _pixel_words(values: Sequence[int], num_bins: int, what: str) -> list[str]:
-    if not all(float(v).is_integer() and 0 <= v < num_bins for v in values):
+    numbers = _check_numbers(values, what)
+    if not all(v.is_integer() and 0 <= v < num_bins for v in numbers):
         raise ValueError(f"{what}: pixel coordinates must be integers in [0, {num_bins}), got {list(values)}.")
-    return [f"v{axis}={int(v)}" for axis, v in enumerate(values)]
+    return [f"v{axis}={int(v)}" for axis, v in enumerate(numbers)]
 
 
 def sam_instances_to_text(queries: Sequence[SAMQuery], num_bins: int = NUM_BINS) -> str:
     """Serialise SAM queries as `point v0=<y> v1=<x>` followed by `polygon <box> <16 codes>` per instance, or `none`."""
+    queries = _check_list(queries, "sam_instance: queries")
+    _check_bins(num_bins)
     words = []
     for i, query in enumerate(queries):
-        if len(query.point) != 2:
+        if not isinstance(query, SAMQuery):
+            raise TypeError(
+                f"sam_instance query {i} must be a SAMQuery(point, instances), got {type(query).__name__}."
+            )
+        point = _check_list(query.point, f"sam_instance query {i} point")
+        if len(point) != 2:
             raise ValueError(f"sam_instance query {i}: a point is (x, y), got {query.point}.")
-        x, y = query.point
+        x, y = point
         words += ["point"] + _pixel_words((y, x), num_bins, f"sam_instance query {i} point")
-        if not query.instances:
+        instances = _check_list(query.instances, f"sam_instance query {i} instances")
+        if not instances:
             words.append("none")
-        for j, inst in enumerate(query.instances):
+        for j, inst in enumerate(instances):
             what = f"sam_instance query {i} instance {j}"
-            if len(inst.box) != 4 or inst.box[0] > inst.box[2] or inst.box[1] > inst.box[3]:
+            if not isinstance(inst, SAMInstance):
+                raise TypeError(f"{what} must be a SAMInstance(box, tokens), got {type(inst).__name__}.")
+            box = _check_list(inst.box, f"{what} box")
+            box_words = _pixel_words(box, num_bins, f"{what} box")
+            if len(box) != 4 or box[0] > box[2] or box[1] > box[3]:
                 raise ValueError(f"{what}: box must be (xmin, ymin, xmax, ymax) with min <= max, got {inst.box}.")
-            if len(inst.tokens) != SAM_TOKENS_PER_INSTANCE:
-                raise ValueError(f"{what}: expected {SAM_TOKENS_PER_INSTANCE} mask tokens, got {len(inst.tokens)}.")
-            words += ["polygon"] + _pixel_words(inst.box, num_bins, what)
-            words += _codes_to_words(inst.tokens, SAM_CODEBOOK_SIZE, what)
+            tokens = _check_list(inst.tokens, f"{what} tokens")
+            if len(tokens) != SAM_TOKENS_PER_INSTANCE:
+                raise ValueError(f"{what}: expected {SAM_TOKENS_PER_INSTANCE} mask tokens, got {len(tokens)}.")
+            words += ["polygon"] + box_words + _codes_to_words(tokens, SAM_CODEBOOK_SIZE, what)
     return " ".join(words)
 
 
@@ -485,6 +555,7 @@ def _read_sam_query(words: Sequence[str], num_bins: int) -> SAMQuery | None:
 
 def text_to_sam_instances(text: str, num_bins: int = NUM_BINS) -> list[SAMQuery]:
     """Parse `sam_instances_to_text` output; malformed points and instances are dropped."""
+    _check_bins(num_bins)
     words = _words(text)
     starts = [i for i, w in enumerate(words) if w == "point"] + [len(words)]
     queries = [_read_sam_query(words[s + 1 : e], num_bins) for s, e in pairwise(starts)]

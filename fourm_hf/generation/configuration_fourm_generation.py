@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from transformers import GenerationConfig
 
-from ..data.sequences import RELEASED_EOS_ID, RELEASED_PAD_ID, RELEASED_SENTINEL_IDS, SpecialTokens
+from ..checks import check_choice, check_int, check_names, check_number, close_match
+from ..data.sequences import (
+    RELEASED_EOS_ID,
+    RELEASED_PAD_ID,
+    RELEASED_SENTINEL_IDS,
+    SpecialTokens,
+    check_sequence_target_length,
+)
 from ..modalities import SEQUENCE, ensure_registered, get_modality, spec_from_dict
 from . import recipes
 from .schedules import TOKEN_SCHEDULES, parse_temperature_schedule, temperature_schedule
@@ -18,24 +25,17 @@ if TYPE_CHECKING:
     from ..models.fourm.configuration_fourm import FourMConfig
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+GUIDANCE_SCHEDULES = ("constant",)
 
 
 def _as_guidance_scale(name: str, scale: Any) -> float | list[float]:
-    def number(x: Any) -> float:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise TypeError(f"{name}: guidance_scale must be a number or a list of numbers, got {x!r}.")
-        return float(x)
-
     if isinstance(scale, (list, tuple)):
         if not scale:
             raise ValueError(f"{name}: guidance_scale list is empty.")
-        return [number(s) for s in scale]
-    return number(scale)
+        return [float(check_number(s, f"{name}: guidance_scale[{i}]")) for i, s in enumerate(scale)]
+    if isinstance(scale, (str, Mapping)):
+        raise TypeError(f"{name}: guidance_scale must be a number or a list of numbers, got {scale!r}.")
+    return float(check_number(scale, f"{name}: guidance_scale"))
 
 
 @dataclass
@@ -82,8 +82,7 @@ class FourMTargetSchedule:
         image_schemes = [n for n, s in DECODING_SCHEMES.items() if not s.decodes_sequences]
         if self.scheme is None:
             self.scheme = sequence_schemes[0] if is_sequence else image_schemes[0]
-        if self.scheme not in DECODING_SCHEMES:
-            raise ValueError(f"{name}: scheme must be one of {tuple(DECODING_SCHEMES)}, got {self.scheme!r}.")
+        check_choice(self.scheme, f"{name}: scheme", DECODING_SCHEMES)
         scheme = DECODING_SCHEMES[self.scheme]
         if is_sequence and not scheme.decodes_sequences:
             allowed = " or ".join(f"scheme={n!r}" for n in sequence_schemes)
@@ -91,17 +90,15 @@ class FourMTargetSchedule:
         if not is_sequence and scheme.decodes_sequences:
             raise ValueError(f"{name} is an image modality; use scheme={' or '.join(map(repr, image_schemes))}, "
                              f"not {self.scheme!r}.")  # fmt: skip
-        _check_int(f"{name}: num_steps", self.num_steps, minimum=1)
+        check_int(self.num_steps, f"{name}: num_steps", minimum=1)
         if self.num_tokens is not None:
-            _check_int(f"{name}: num_tokens", self.num_tokens, minimum=2 if is_sequence else 1)
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
-            raise TypeError(f"{name}: temperature must be a number, got {type(self.temperature).__name__}.")
-        if self.temperature < 0:
-            raise ValueError(f"{name}: temperature must be >= 0, got {self.temperature}.")
-        self.temperature = float(self.temperature)
-        kind, _ = parse_temperature_schedule(self.temperature_schedule)
-        if self.guidance_schedule != "constant":
-            raise ValueError(f"{name}: guidance_schedule must be 'constant', got {self.guidance_schedule!r}.")
+            if is_sequence:
+                check_sequence_target_length(spec, self.num_tokens, f"{name}: num_tokens")
+            else:
+                check_int(self.num_tokens, f"{name}: num_tokens", minimum=1)
+        self.temperature = float(check_number(self.temperature, f"{name}: temperature", minimum=0))
+        kind, _ = parse_temperature_schedule(self.temperature_schedule, name)
+        check_choice(self.guidance_schedule, f"{name}: guidance_schedule", GUIDANCE_SCHEDULES)
         self.guidance_scale = _as_guidance_scale(name, self.guidance_scale)
         if scheme.decodes_sequences:
             if self.num_steps != 1 or self.token_schedule is not None or kind != "constant":
@@ -112,10 +109,7 @@ class FourMTargetSchedule:
             return
         if self.token_schedule is None:
             self.token_schedule = scheme.default_token_schedule
-        if self.token_schedule not in TOKEN_SCHEDULES:
-            raise ValueError(
-                f"{name}: token_schedule must be one of {sorted(TOKEN_SCHEDULES)}, got {self.token_schedule!r}."
-            )
+        check_choice(self.token_schedule, f"{name}: token_schedule", TOKEN_SCHEDULES)
         if self.num_tokens is not None and self.num_tokens > spec.num_tokens:
             raise ValueError(f"{name} has {spec.num_tokens} tokens; num_tokens={self.num_tokens} is too many.")
         self.token_counts(self.num_tokens or spec.num_tokens)  # raises if the steps do not fit the tokens
@@ -148,12 +142,57 @@ class FourMTargetSchedule:
         return asdict(self)
 
 
-def _as_target(target: FourMTargetSchedule | Mapping[str, Any]) -> FourMTargetSchedule:
+_TARGET_FIELDS = tuple(f.name for f in fields(FourMTargetSchedule))
+
+
+def _as_target(target: FourMTargetSchedule | Mapping[str, Any], index: int = 0) -> FourMTargetSchedule:
     if isinstance(target, FourMTargetSchedule):
         return target
     if isinstance(target, Mapping):
+        unknown = [key for key in target if key not in _TARGET_FIELDS]
+        if unknown:
+            raise TypeError(
+                f"targets[{index}] has unknown FourMTargetSchedule fields {unknown}; the fields are "
+                f"{list(_TARGET_FIELDS)}.{close_match(unknown[0], _TARGET_FIELDS)}"
+            )
+        if "modality" not in target:
+            raise TypeError(f"targets[{index}] needs a 'modality' entry, got {dict(target)}.")
         return FourMTargetSchedule(**target)
-    raise TypeError(f"targets must hold FourMTargetSchedule objects or dicts, got {type(target).__name__}.")
+    hint = ""
+    if isinstance(target, str):
+        hint = f" (use FourMTargetSchedule({target!r}), or a recipe such as FourMGenerationConfig.rgb_to_all)"
+    raise TypeError(
+        f"targets[{index}] must be a FourMTargetSchedule or a dict of its fields, got {type(target).__name__} "
+        f"{target!r}{hint}."
+    )
+
+
+def _as_targets(targets: Any) -> list[FourMTargetSchedule]:
+    """The chain's targets: a list (or tuple) of `FourMTargetSchedule` or dicts of their fields."""
+    if not isinstance(targets, (list, tuple)):
+        hint = f" (use [FourMTargetSchedule({targets!r})])" if isinstance(targets, str) else ""
+        raise TypeError(
+            f"targets must be a list of FourMTargetSchedule, got {type(targets).__name__} {targets!r}{hint}."
+        )
+    return [_as_target(target, index) for index, target in enumerate(targets)]
+
+
+def _as_guidance_groups(groups: Any) -> list[list[str]]:
+    """Multi-condition guidance groups: a list of lists of modality names."""
+    if isinstance(groups, (str, Mapping)) or not isinstance(groups, (list, tuple)):
+        raise TypeError(
+            f"guidance_groups must be a list of groups (lists of modality names), got {type(groups).__name__} "
+            f"{groups!r}; for a single group use conditions=[...]."
+        )
+    checked = []
+    for index, group in enumerate(groups):
+        if isinstance(group, str):
+            raise TypeError(
+                f"guidance_groups[{index}] must be a list of modality names, got the string {group!r}; write "
+                f"[{group!r}] (or pass conditions=[...] for a single group)."
+            )
+        checked.append(check_names(group, f"guidance_groups[{index}]"))
+    return checked
 
 
 # transformers' generation settings 4M uses; every other `GenerationConfig` field must stay unset (None).
@@ -262,9 +301,9 @@ class FourMGenerationConfig(GenerationConfig):
                 special_tokens.pad_id, special_tokens.eos_id, special_tokens.sentinel_ids
             )
         # Our fields go first: GenerationConfig.__init__ ends by calling `validate`.
-        self.targets = [_as_target(t) for t in targets or []]
-        self.conditions = list(conditions or [])
-        self.guidance_groups = None if guidance_groups is None else [list(g) for g in guidance_groups]
+        self.targets = _as_targets([] if targets is None else targets)
+        self.conditions = check_names(conditions or [], "conditions")
+        self.guidance_groups = None if guidance_groups is None else _as_guidance_groups(guidance_groups)
         self.grow_conditioning = grow_conditioning
         self.batch_guidance = batch_guidance
         self.sentinel_token_ids = list(RELEASED_SENTINEL_IDS if sentinel_token_ids is None else sentinel_token_ids)
@@ -293,7 +332,7 @@ class FourMGenerationConfig(GenerationConfig):
     @property
     def modality_specs(self) -> dict[str, dict[str, Any]]:
         """The saved specs of every modality the config names (targets, conditions, guidance groups)."""
-        names = [_as_target(t).modality for t in self.targets] + self.conditions
+        names = [t.modality for t in _as_targets(self.targets)] + self.conditions
         names += [m for g in self.guidance_groups or [] for m in g]
         return {name: get_modality(name).to_dict() for name in dict.fromkeys(names)}
 
@@ -314,17 +353,24 @@ class FourMGenerationConfig(GenerationConfig):
                 f"{set_unused} are transformers generation settings that 4M's chained decoding does not use; leave "
                 "them unset (temperatures, steps and guidance are set per target with FourMTargetSchedule)."
             )
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, float)) or self.top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0 or a vocabulary fraction in [0, 1], got {self.top_k!r}.")
-        if isinstance(self.top_k, float) and self.top_k > 1:
-            raise ValueError(f"A float top_k is a vocabulary fraction and must be <= 1, got {self.top_k}.")
-        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0 <= self.top_p <= 1:
-            raise ValueError(f"top_p must be a number in [0, 1], got {self.top_p!r}.")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, float)):
+            raise TypeError(
+                f"top_k must be an int >= 0 or a vocabulary fraction in [0, 1], got {type(self.top_k).__name__} "
+                f"{self.top_k!r}."
+            )
+        if isinstance(self.top_k, float):
+            check_number(self.top_k, "top_k (a float is a vocabulary fraction)", 0, 1)
+        else:
+            check_int(self.top_k, "top_k", minimum=0)
+        check_number(self.top_p, "top_p", 0, 1)
         try:
             SpecialTokens(self.pad_token_id, self.eos_token_id, tuple(self.sentinel_token_ids))
         except (TypeError, ValueError) as error:
             raise type(error)(f"pad_token_id / eos_token_id / sentinel_token_ids: {error}") from None
-        self.targets = [_as_target(t) for t in self.targets]
+        self.targets = _as_targets(self.targets)
+        self.conditions = check_names(self.conditions, "conditions")
+        if self.guidance_groups is not None:
+            self.guidance_groups = _as_guidance_groups(self.guidance_groups)
         for name in self.conditions + [m for g in self.guidance_groups or [] for m in g]:
             get_modality(name)
         if self.guidance_groups is not None and self.conditions:
@@ -382,7 +428,7 @@ class FourMGenerationConfig(GenerationConfig):
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
-        output["targets"] = [_as_target(t).to_dict() for t in self.targets]
+        output["targets"] = [t.to_dict() for t in _as_targets(self.targets)]
         output["modality_specs"] = self.modality_specs
         return output
 

@@ -16,14 +16,13 @@ The functions return the arguments of `FourMGenerationConfig`; use them as its c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transformers.utils import logging
 
+from ..checks import check_names, close_match
 from ..modalities import ModalitySpec
-
-if TYPE_CHECKING:
-    from ..models.fourm.configuration_fourm import FourMConfig
+from ..models.fourm.configuration_fourm import FourMConfig
 
 logger = logging.get_logger(__name__)
 
@@ -33,6 +32,14 @@ RGB_TOKENS_FAMILY = "tok_rgb"
 # Sampling settings of every demo chain.
 DEMO_SAMPLING = {"grow_conditioning": True, "top_p": 0.8, "top_k": 0}
 FROM_RGB, TO_RGB, SUPER_RESOLUTION = "from_rgb", "to_rgb", "super_resolution"
+
+
+def _check_model_config(model_config: Any, recipe: str) -> FourMConfig:
+    if not isinstance(model_config, FourMConfig):
+        is_model = isinstance(getattr(model_config, "config", None), FourMConfig)
+        hint = " (pass model.config, not the model)" if is_model else ""
+        raise TypeError(f"{recipe}: model_config must be a FourMConfig, got {type(model_config).__name__}{hint}.")
+    return model_config
 
 
 def _input_of_family(model_config: FourMConfig, family: str, recipe: str) -> str:
@@ -58,7 +65,10 @@ def _settings(model_config: FourMConfig, name: str, situation: str) -> dict[str,
     """The family's `situation` settings of a target the model decodes, as `FourMTargetSchedule` arguments. Step
     counts above the target's token count (a resolution smaller than the demo's) are capped at it."""
     if name not in model_config.decoder_modalities:
-        raise ValueError(f"The model cannot generate {name!r}; it decodes {model_config.decoder_modalities}.")
+        raise ValueError(
+            f"The model cannot generate {name!r}; it decodes {model_config.decoder_modalities}."
+            f"{close_match(name, model_config.decoder_modalities)}"
+        )
     spec = model_config.modality(name)
     if situation not in spec.family.generation:
         known = sorted(spec.family.generation) or "none"
@@ -100,27 +110,37 @@ def demo_recipe(
 
     Args:
         model_config (`FourMConfig`): the model that will generate.
-        conditions (`Sequence[str]`): the given modalities (all of them guidance conditions).
-        targets (`Sequence[str]`, *optional*): what to generate, in order; defaults to every modality the model
-            decodes that is not given, in the families' generation order (RGB tokens skipped when RGB pixels of the
-            same resolution are given).
+        conditions (`Sequence[str]`): the given modalities (all of them guidance conditions); one name may be given
+            as a string.
+        targets (`Sequence[str]`, *optional*): what to generate, in order (one name may be given as a string);
+            defaults to every modality the model decodes that is not given, in the families' generation order (RGB
+            tokens skipped when RGB pixels of the same resolution are given).
 
     Returns:
         `dict`: `FourMGenerationConfig` arguments: the conditions, each target with its family's `"from_rgb"`
         settings when RGB (pixels or tokens) is a condition and `"to_rgb"` otherwise, growing guidance conditions,
         top-p 0.8.
     """
-    conditions = list(conditions)
+    model_config = _check_model_config(model_config, "demo_recipe")
+    conditions = check_names(conditions, "conditions")
+    if not conditions:
+        raise ValueError("demo_recipe: conditions is empty; name the modalities given to the model (e.g. ['rgb@224']).")
     for name in conditions:
         if name not in model_config.encoder_modalities:
             raise ValueError(
                 f"The model does not take {name!r} as input; it takes {model_config.encoder_modalities}."
+                f"{close_match(name, model_config.encoder_modalities)}"
             )
     families = {model_config.modality(c).family.name for c in conditions}
     situation = FROM_RGB if families & {RGB_FAMILY, RGB_TOKENS_FAMILY} else TO_RGB
-    targets = _default_targets(model_config, conditions) if targets is None else list(targets)
-    if not targets:
-        raise ValueError(f"Nothing to generate: the model decodes {model_config.decoder_modalities}, all given.")
+    if targets is None:
+        targets = _default_targets(model_config, conditions)
+        if not targets:
+            raise ValueError(f"Nothing to generate: the model decodes {model_config.decoder_modalities}, all given.")
+    else:
+        targets = check_names(targets, "targets")
+        if not targets:
+            raise ValueError("targets is empty; name the modalities to generate, or leave it None for all of them.")
     return {
         "conditions": conditions,
         "targets": [_settings(model_config, name, situation) for name in targets],
@@ -135,6 +155,7 @@ def rgb_to_all(
     image targets, then captions, boxes and the other sequences); `conditions` default to the model's RGB pixel
     input. See `demo_recipe`."""
     if conditions is None:
+        model_config = _check_model_config(model_config, "rgb_to_all")
         conditions = [_input_of_family(model_config, RGB_FAMILY, "rgb_to_all")]
     return demo_recipe(model_config, conditions, targets)
 
@@ -145,6 +166,7 @@ def caption_to_all(
     """Caption -> all (e.g. CLIP by 50 ROAR steps at onex temperature 5 -> 0.5 with guidance 3, the other image
     modalities, RGB by 25 ROAR steps, then the sequences); `conditions` default to the model's caption input."""
     if conditions is None:
+        model_config = _check_model_config(model_config, "caption_to_all")
         conditions = [_input_of_family(model_config, "caption", "caption_to_all")]
     return demo_recipe(model_config, conditions, targets)
 
@@ -155,6 +177,7 @@ def caption_det_to_all(
     """Caption + bounding boxes -> all, with the caption -> all settings; `conditions` default to the model's
     caption and det inputs."""
     if conditions is None:
+        model_config = _check_model_config(model_config, "caption_det_to_all")
         conditions = [_input_of_family(model_config, family, "caption_det_to_all") for family in ("caption", "det")]
     return demo_recipe(model_config, conditions, targets)
 
@@ -164,7 +187,8 @@ def super_resolution(sr_model_config: FourMConfig, modalities: Iterable[str]) ->
 
     Args:
         sr_model_config (`FourMConfig`): the super-resolution model.
-        modalities (`Iterable[str]`): the modalities at hand (typically a base generation's output).
+        modalities (`Iterable[str]`): the modalities at hand (typically a base generation's output, whose names are
+            its keys; one name may be given as a string).
 
     Returns:
         `dict`: `FourMGenerationConfig` arguments: every given modality the SR model takes as a guidance condition,
@@ -172,7 +196,8 @@ def super_resolution(sr_model_config: FourMConfig, modalities: Iterable[str]) ->
         same family, each with its family's `"super_resolution"` settings (the demo: MaskGIT, 8 cosine steps,
         temperature 1, guidance 2), in the families' generation order.
     """
-    given = list(modalities)
+    sr_model_config = _check_model_config(sr_model_config, "super_resolution")
+    given = check_names(modalities, "modalities")
     conditions = [m for m in given if m in sr_model_config.encoder_modalities]
     given_specs = [sr_model_config.modality(m) for m in conditions]
     candidates = []

@@ -12,8 +12,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..checks import check_int, check_number, close_match
+
 # ----------------------------------------------------------------------------------------------------------------
 # Token schedules: how many tokens each step of a parallel (MaskGIT / ROAR) decoding commits.
+
+
+def _check_steps(num_steps: int, num_tokens: int) -> None:
+    check_int(num_tokens, "num_tokens", minimum=1)
+    check_int(num_steps, "num_steps", minimum=1, maximum=num_tokens)
 
 
 def cosine_token_schedule(num_steps: int, num_tokens: int) -> list[int]:
@@ -23,6 +30,7 @@ def cosine_token_schedule(num_steps: int, num_tokens: int) -> list[int]:
     the next one and the last step takes the remainder. E.g. 8 steps over 784 tokens:
     30, 85, 127, 150, 150, 127, 85, 30.
     """
+    _check_steps(num_steps, num_tokens)
     masked = [0.5 * (1 + math.cos(math.pi * i / num_steps)) for i in range(num_steps)]
     counts = [round(num_tokens * (masked[i] - masked[i + 1])) for i in range(num_steps - 1)]
     return [*counts, num_tokens - sum(counts)]
@@ -33,6 +41,7 @@ def linear_token_schedule(num_steps: int, num_tokens: int) -> list[int]:
 
     E.g. 25 steps over 196 tokens: 21 steps of 8, then 4 of 7.
     """
+    _check_steps(num_steps, num_tokens)
     cuts = np.linspace(0, num_tokens, num_steps + 1, dtype=int)
     return sorted((int(c) for c in np.diff(cuts)), reverse=True)
 
@@ -89,25 +98,37 @@ TEMPERATURE_SCHEDULES: dict[str, Callable[..., list[float]]] = {
 _TEMPERATURE_SCHEDULE_ARGS = {"constant": 0, "linear": 0, "onex": 2}
 
 
-def parse_temperature_schedule(name: str) -> tuple[str, tuple[float, ...]]:
-    """`"constant"`, `"linear"` or `"onex:<min_t>:<power>"` -> (schedule name, extra arguments)."""
+def parse_temperature_schedule(name: str, modality: str | None = None) -> tuple[str, tuple[float, ...]]:
+    """`"constant"`, `"linear"` or `"onex:<min_t>:<power>"` -> (schedule name, extra arguments); errors name the
+    target `modality` when given. onex needs min_temperature >= 0 and power > 0 (finite numbers)."""
+    argument = "temperature_schedule" if modality is None else f"{modality}: temperature_schedule"
     if not isinstance(name, str):
-        raise TypeError(f"temperature_schedule must be a string, got {type(name).__name__}.")
+        raise TypeError(f"{argument} must be a string, got {type(name).__name__} {name!r}.")
     kind, *args = name.split(":")
     if kind not in _TEMPERATURE_SCHEDULE_ARGS or len(args) != _TEMPERATURE_SCHEDULE_ARGS[kind]:
+        where = "" if modality is None else f" for {modality}"
         raise ValueError(
-            f"Unknown temperature_schedule {name!r}; use 'constant', 'linear' or 'onex:<min_temperature>:<power>' "
-            "(e.g. 'onex:0.5:0.5')."
+            f"Unknown temperature_schedule {name!r}{where}; use 'constant', 'linear' or "
+            f"'onex:<min_temperature>:<power>' (e.g. 'onex:0.5:0.5').{close_match(kind, _TEMPERATURE_SCHEDULE_ARGS)}"
         )
     try:
-        return kind, tuple(float(a) for a in args)
+        values = tuple(float(a) for a in args)
     except ValueError:
-        raise ValueError(f"temperature_schedule {name!r}: min_temperature and power must be numbers.") from None
+        raise ValueError(f"{argument} {name!r}: min_temperature and power must be numbers.") from None
+    if kind == "onex":
+        check_number(values[0], f"{argument} {name!r}: min_temperature", minimum=0)
+        check_number(values[1], f"{argument} {name!r}: power", minimum=0, open_minimum=True)
+    return kind, values
 
 
 def temperature_schedule(name: str, temperature: float, token_counts: Sequence[int]) -> list[float]:
     """One temperature per step of `token_counts` for the schedule `name` starting at `temperature`."""
     kind, args = parse_temperature_schedule(name)
+    check_number(temperature, "temperature", minimum=0)
+    if isinstance(token_counts, (str, bytes)) or not isinstance(token_counts, Sequence) or not token_counts:
+        raise ValueError(f"token_counts must be a non-empty list of tokens per step, got {token_counts!r}.")
+    for step, count in enumerate(token_counts):
+        check_int(count, f"token_counts[{step}]", minimum=1)
     return TEMPERATURE_SCHEDULES[kind](temperature, token_counts, *args)
 
 

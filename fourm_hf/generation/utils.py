@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.utils import logging
 
+from ..checks import check_bool, check_int, close_match
 from ..conversion.hub import hub_kwargs
 from ..data.sequences import blank_target
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, Modalities
@@ -96,14 +97,14 @@ class FourMGenerationMixin:
         config = self._prepare_generation_config(generation_config, kwargs)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()))
-        elif isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}.")
+        else:
+            check_int(seed, "seed", minimum=-(2**63), maximum=2**63 - 1)
+        check_bool(progress_bar, "progress_bar")
+        logits_processor = _as_logits_processor(logits_processor)
         # 2. Inputs and the resolved chain
         modalities = self._prepare_generation_inputs(modalities, config)
         targets = self._plan_targets(config, modalities)
-        state = FourMGenerationState(
-            modalities, config, config.special_tokens, seed, LogitsProcessorList(logits_processor or [])
-        )
+        state = FourMGenerationState(modalities, config, config.special_tokens, seed, logits_processor)
 
         # 3. The chain
         with tqdm(total=sum(t.num_steps for t in targets), disable=not progress_bar, desc="4M generation") as bar:
@@ -133,13 +134,19 @@ class FourMGenerationMixin:
             config = copy.deepcopy(default or FourMGenerationConfig())
             config.targets = list(generation_config)
         else:
+            hint = ""
+            if isinstance(generation_config, str):
+                hint = " (for a recipe, pass e.g. FourMGenerationConfig.rgb_to_all(model.config))"
             raise TypeError(
                 "generation_config must be a FourMGenerationConfig or a list of FourMTargetSchedule, got "
-                f"{type(generation_config).__name__}."
+                f"{type(generation_config).__name__} {generation_config!r}{hint}."
             )
         for key in kwargs:
             if key not in GENERATION_FIELDS:
-                raise ValueError(f"generate() got an unknown argument {key!r} (not a FourMGenerationConfig field).")
+                raise ValueError(
+                    f"generate() got an unknown argument {key!r} (not a FourMGenerationConfig field; it overrides "
+                    f"{list(GENERATION_FIELDS)}).{close_match(key, GENERATION_FIELDS)}"
+                )
         config.update(**kwargs)  # validates
         if not config.targets:
             raise ValueError("Nothing to generate: the generation config has no targets.")
@@ -151,17 +158,28 @@ class FourMGenerationMixin:
         """Check the inputs as the forward does, then copy them with every mask present (bool), token ids as int64,
         features in the model dtype, image tokens flattened, and a blank entry for each target that is not given."""
         batch_size = check_modalities(
-            self.config, modalities, set(self.config.encoder_modalities) | set(self.config.decoder_modalities)
+            self.config, modalities, set(self.config.encoder_modalities) | set(self.config.decoder_modalities),
+            decodable=self.config.decoder_modalities,
         )
         targets = {t.modality for t in config.targets}
         for name in targets:
             if name not in self.config.decoder_modalities:
-                raise ValueError(f"The model cannot generate {name}; it decodes {self.config.decoder_modalities}.")
+                raise ValueError(
+                    f"The model cannot generate {name}; it decodes {self.config.decoder_modalities}."
+                    f"{close_match(name, self.config.decoder_modalities)}"
+                )
         prepared = {}
         for name, entry in modalities.items():
             spec = self.config.modality(name)
             if name not in self.config.encoder_modalities and name not in targets:
                 raise ValueError(f"{name} is neither an input of the model nor a target of the generation config.")
+            target_mask = entry.get("target_mask")
+            if name not in targets and target_mask is not None and not bool(target_mask.all()):
+                raise ValueError(
+                    f"{name} has target positions (target_mask False) but is not a target of the generation config "
+                    f"(targets: {[t.modality for t in config.targets]}); add it to the targets, or drop it from the "
+                    "inputs."
+                )
             tensor = entry["tensor"].to(self.device)
             if spec.kind in (PIXELS, SEQUENCE_EMBEDDING):
                 tensor = tensor.to(self.dtype)
@@ -189,7 +207,13 @@ class FourMGenerationMixin:
                 if name not in modalities:
                     raise ValueError(f"Guidance condition {name!r} is not among the inputs {list(modalities)}.")
             to_decode = (~modalities[schedule.modality]["target_mask"]).sum(1)
-            if int(to_decode.min()) != int(to_decode.max()) or int(to_decode[0]) == 0:
+            if int(to_decode.max()) == 0:
+                raise ValueError(
+                    f"{schedule.modality} is a target of the generation config but is given as a complete input "
+                    "(no position with target_mask False); drop it from the inputs to generate it, or from the "
+                    "targets to condition on it."
+                )
+            if int(to_decode.min()) != int(to_decode.max()):
                 raise ValueError(
                     f"{schedule.modality}: every sample needs the same, non-zero number of target positions "
                     f"(target_mask == False), got {to_decode.tolist()}."
@@ -226,6 +250,21 @@ class FourMGenerationMixin:
                 )
             except OSError:
                 logger.info("No generation_config.json found; using the default FourMGenerationConfig.")
+
+
+def _as_logits_processor(logits_processor: Any) -> LogitsProcessorList:
+    """The caller's extra processors as a list: None, or a list of callables `(input_ids, scores) -> scores`."""
+    if logits_processor is None:
+        return LogitsProcessorList()
+    if not isinstance(logits_processor, (list, tuple)):
+        raise TypeError(
+            f"logits_processor must be a LogitsProcessorList (or a list of LogitsProcessor), got "
+            f"{type(logits_processor).__name__}."
+        )
+    for index, processor in enumerate(logits_processor):
+        if not callable(processor):
+            raise TypeError(f"logits_processor[{index}] must be a LogitsProcessor, got {type(processor).__name__}.")
+    return LogitsProcessorList(logits_processor)
 
 
 __all__ = ["FourMGenerationMixin"]

@@ -23,8 +23,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
+from ...checks import check_bool, check_choice, check_int
 from .configuration_fourm import FourMConfig
-from .validation_fourm import check_modalities
+from .validation_fourm import check_forward_kwargs, check_modalities
 from ...conversion.official_fourm import convert_official_state_dict, is_official_model_config
 from ..layers import FourMMLP, eager_attention_forward, sincos_1d, sincos_2d
 from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
@@ -344,8 +345,7 @@ def _drop_path_rates(rate: float, depth: int) -> list[float]:
 def _check_budget(name: str, value: int | None, available: int) -> int:
     if value is None:
         return available
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    check_int(value, name)
     if not 0 < value <= available:
         raise ValueError(f"{name} must be in [1, {available}] (the tokens given), got {value}.")
     return value
@@ -662,16 +662,25 @@ class FourMEncoderModel(FourMPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> FourMEncoderOutput:
+        check_forward_kwargs(kwargs, "FourMEncoderModel.forward", ("modalities", "num_encoder_tokens", "pixel_values"))
         if (modalities is None) == (pixel_values is None):
             raise ValueError("Pass exactly one of `modalities` and `pixel_values`.")
         if pixel_values is not None:
+            if not isinstance(pixel_values, torch.Tensor):
+                raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}.")
             if pixel_values.dim() != 4:
                 raise ValueError(
                     f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}."
                 )
             modalities = {self.pixel_modality(pixel_values.shape[-1]): {"tensor": pixel_values}}
-        check_modalities(self.config, modalities, set(self.config.encoder_modalities))
+        check_modalities(
+            self.config, modalities, set(self.config.encoder_modalities), device=self.device, dtype=self.dtype
+        )
         return self.encoder(modalities, num_encoder_tokens)
+
+
+LOSS_TYPES = ("mod", "token")
+FORWARD_PARAMETERS = ("modalities", "num_encoder_tokens", "num_decoder_tokens", "loss_type", "return_logits")
 
 
 class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
@@ -716,10 +725,14 @@ class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
                 cross-entropies (the official loss); `"token"` averages over all target tokens.
             return_logits (`bool`, *optional*, defaults to `False`): also return per-modality logits.
         """
-        if loss_type not in ("mod", "token"):
-            raise ValueError(f"loss_type must be 'mod' or 'token', got {loss_type!r}.")
+        check_forward_kwargs(kwargs, "FourMForMaskedModeling.forward", FORWARD_PARAMETERS)
+        check_choice(loss_type, "loss_type", LOSS_TYPES)
+        check_bool(return_logits, "return_logits")
         known = set(self.config.encoder_modalities) | set(self.config.decoder_modalities)
-        check_modalities(self.config, modalities, known)
+        check_modalities(
+            self.config, modalities, known, decodable=self.config.decoder_modalities, device=self.device,
+            dtype=self.dtype,
+        )
         encoded = self.encoder(modalities, num_encoder_tokens)
         decoder = self.decoder.embeddings
         targets = [n for n, d in modalities.items() if n in decoder and d.get("target_mask") is not None]

@@ -11,9 +11,9 @@ forward contract of `FourMForMaskedModeling` (official mask semantics, True = hi
 | target, image tokens | `(B, N)` zeros | True | False | absent |
 | target, sequence | `[S_1] [S_1] [PAD] ... [S_2]` | False at 0 only | True at 0 only | 1 except at 0 |
 
-Image-token modalities are encoded with the processor's modality tokenizers (`vq_models`, e.g. a `FourMVQVAE`
-for `tok_semseg@224`), sequences with the text tokenizer after serialisation (`serialization_fourm`).
-`postprocess` inverts all of it.
+Image-token modalities are encoded with the processor's VQ models (`vq_models`, e.g. a `FourMVQVAE` for
+`tok_semseg@224`), sequences with the text tokenizer after serialisation (`data.serialization`). `postprocess`
+inverts all of it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from ...checks import check_int, check_names, close_match, error_context
 from ...conversion.hub import hub_kwargs
-from ...data.sequences import blank_target, merge_spans
+from ...data.sequences import blank_target, check_sequence_target_length, merge_spans
 from ...modalities import (
     IMAGE_TOKENS,
     MODALITIES,
@@ -43,13 +44,17 @@ from ...modalities import (
     get_modality,
     spec_from_dict,
 )
+from ..modeling_utils import check_finite, check_not_empty
 from .image_processing_fourm import FourMImageProcessor
 from .tokenization_fourm import FourMTokenizer
+from .validation_fourm import check_modality_entry
 
 logger = logging.get_logger(__name__)
 
 
 def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel], specs: Mapping[str, ModalitySpec]) -> dict[str, PreTrainedModel]:
+    if not isinstance(vq_models, Mapping):
+        raise TypeError(f"vq_models must be a dict {{modality name: VQ model}}, got {type(vq_models).__name__}.")
     for name, model in vq_models.items():
         info = specs[name]
         if info.kind != IMAGE_TOKENS:
@@ -60,15 +65,68 @@ def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel], specs: Mapping[
 
 
 def _token_ids(info: ModalitySpec, value: Any) -> torch.Tensor | None:
-    """`value` as token ids if it is an integer array shaped `(B, N)` or `(B, h, w)` of the token grid, else None
-    (raw data, e.g. a segmentation map)."""
-    if not isinstance(value, (torch.Tensor, np.ndarray)):
+    """`value` as token ids if it is an integer array (tensor, NumPy or nested lists) shaped `(B, N)` or `(B, h, w)`
+    of the token grid, else None (raw data, e.g. a segmentation map).
+
+    Data shaped like token ids but of the wrong count or dtype raises: a 2-D `(B, M)` array with a side smaller than
+    one patch cannot be a map, and a float `(B, N)` array holds ids given as floats.
+    """
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
+        try:
+            value = np.asarray(value)
+        except ValueError:  # ragged nested lists: not token ids
+            return None
+    if not isinstance(value, (torch.Tensor, np.ndarray)) or value.ndim not in (2, 3):
         return None
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "biufc":
+        return None  # strings, objects: for the family's codec to refuse
+    shape, grid = tuple(value.shape), info.grid_size
+    exact = shape[1:] in ((info.num_tokens,), (grid, grid))
+    if not exact and (len(shape) == 3 or min(shape) >= info.patch_size):
+        return None  # an image or map, for the family's codec
+    if not exact:
+        per_sample = int(np.prod(shape[1:]))
+        raise ValueError(
+            f"{info.name}: expected {info.num_tokens} token ids per sample, as (B, {info.num_tokens}) or "
+            f"(B, {grid}, {grid}) integers, got shape {shape} ({per_sample} per sample); images and maps must be at "
+            f"least one {info.patch_size}x{info.patch_size} patch."
+        )
     tensor = torch.as_tensor(value)
     if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        return None
-    grid = info.grid_size
-    return tensor.long() if tuple(tensor.shape[1:]) in ((info.num_tokens,), (grid, grid)) else None
+        if len(shape) == 3:
+            return None  # float maps the size of the token grid
+        raise TypeError(f"{info.name}: token ids must be integers, got {tensor.dtype} of shape {shape}.")
+    return tensor.long()
+
+
+def _features(info: ModalitySpec, value: Any) -> torch.Tensor:
+    """Embeddings `(B, L, E)` of a feature modality (e.g. T5 caption embeddings) as a float32 tensor."""
+    array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(
+            f"{info.name}: expected numeric embeddings (B, L, {info.embedding_dim}), got {type(value).__name__} of "
+            f"dtype {array.dtype}."
+        )
+    tensor = torch.from_numpy(array.astype(np.float32))
+    if tensor.dim() != 3 or tensor.shape[-1] != info.embedding_dim:
+        raise ValueError(f"{info.name}: expected embeddings (B, L, {info.embedding_dim}), got {tuple(tensor.shape)}.")
+    check_not_empty(tensor, "the embeddings", info.name)
+    check_finite(tensor, "the embeddings", info.name)
+    return tensor
+
+
+def _output_entry(name: str, value: Any) -> dict[str, Any]:
+    """One modality of `postprocess`'s outputs as a dict of CPU tensors (a bare tensor is its `tensor`; NumPy arrays
+    and lists are converted)."""
+    entry = dict(value) if isinstance(value, Mapping) else {"tensor": value}
+    for key, item in entry.items():
+        if isinstance(item, (np.ndarray, list, tuple)):
+            try:
+                item = torch.as_tensor(np.asarray(item))
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"outputs[{name!r}][{key!r}] must be a tensor or array, got {item!r}.") from error
+        entry[key] = item.detach().cpu() if isinstance(item, torch.Tensor) else item
+    return entry
 
 
 def _batch(value: Any) -> list:
@@ -77,7 +135,7 @@ def _batch(value: Any) -> list:
 
 
 class FourMProcessor(ProcessorMixin):
-    r"""Processor of 4M: image processor + text tokenizer + modality tokenizers (VQ-VAEs / DiVAEs).
+    r"""Processor of 4M: image processor + text tokenizer + VQ models (VQ-VAEs / DiVAEs).
 
     Args:
         image_processor ([`FourMImageProcessor`]): per-modality image preprocessing.
@@ -123,6 +181,11 @@ class FourMProcessor(ProcessorMixin):
         """The spec of `name`: the processor's own (saved with it), else the registry's."""
         return self._specs[name] if name in self._specs else get_modality(name)
 
+    @property
+    def pixel_modality(self) -> str:
+        """The pixel input `images=` fills: `rgb@<image processor's image_size>`."""
+        return f"rgb@{self.image_processor.image_size}"
+
     # ----------------------------------------------------------------------------------------------------------------
     # Raw data -> modality dict
 
@@ -146,16 +209,33 @@ class FourMProcessor(ProcessorMixin):
                 `{"boxes": [(xmin, ymin, xmax, ymax), ...], "labels": [...]}` (normalised), `metadata` dict,
                 `color_palette` list of RGB triples, `human_poses` list of `HumanPose`, `sam_instance` list of
                 `SAMQuery`; `t5_caption` takes `(B, L, D)` embeddings.
-            targets (`Sequence[str]`): modalities to predict.
-            target_lengths (`Mapping[str, int]`, *optional*): tokens of a sequence target (default: its `max_tokens`).
+            targets (`Sequence[str]`): modalities to predict (one name may be given as a string).
+            target_lengths (`Mapping[str, int]`, *optional*): length of a sequence target's blank, `[S_1]` then up to
+                `max_tokens` tokens to generate, i.e. 2 to `max_tokens + 1` (default: its `max_tokens`).
             batch_size (`int`, *optional*): needed only when there are no inputs.
         """
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a dict {{modality name: raw data}}, got {type(inputs).__name__}.")
         inputs = dict(inputs or {})
-        if images is not None:
-            inputs[f"rgb@{self.image_processor.image_size}"] = images
-        if text is not None:
-            inputs["caption"] = text
-        modalities = {name: self.encode_modality(name, value) for name, value in inputs.items()}
+        for argument, name, value in (("images", self.pixel_modality, images), ("text", "caption", text)):
+            if value is None:
+                continue
+            if name in inputs:
+                raise ValueError(f"{name!r} is given twice: as {argument}= and in inputs.")
+            if name not in self._specs and name not in MODALITIES:
+                raise ValueError(
+                    f"{argument}= fills the modality {name!r}, which is not registered; register it first, e.g. "
+                    f"register_modality({name!r}, patch_size=...)."
+                )
+            inputs[name] = value
+        targets = self._check_targets(targets, target_lengths)
+        if batch_size is not None:
+            check_int(batch_size, "batch_size", minimum=1)
+        modalities = {}
+        for name, value in inputs.items():
+            if not isinstance(name, str):
+                raise TypeError(f"inputs: modality names are strings, got {type(name).__name__} {name!r}.")
+            modalities[name] = self.encode_modality(name, value)
         sizes = {name: entry["tensor"].shape[0] for name, entry in modalities.items()}
         if batch_size is not None:
             sizes["batch_size"] = batch_size
@@ -167,9 +247,35 @@ class FourMProcessor(ProcessorMixin):
         for name in targets:
             if name in modalities:
                 raise ValueError(f"{name!r} is both an input and a target.")
-            length = (target_lengths or {}).get(name)
-            modalities[name] = self.empty_target(name, batch, length)
+            modalities[name] = self.empty_target(name, batch, (target_lengths or {}).get(name))
         return modalities
+
+    def _check_targets(self, targets: Any, target_lengths: Any) -> list[str]:
+        """The target names (known, each once) and their lengths (for sequence targets that are in `targets`)."""
+        targets = check_names(targets, "targets")
+        repeated = sorted({name for name in targets if targets.count(name) > 1})
+        if repeated:
+            raise ValueError(f"targets lists {repeated} more than once.")
+        specs = {name: self.modality(name) for name in targets}
+        if target_lengths is None:
+            return targets
+        if not isinstance(target_lengths, Mapping):
+            raise TypeError(
+                f"target_lengths must be a dict {{target name: length}}, got {type(target_lengths).__name__}."
+            )
+        for name, length in target_lengths.items():
+            if name not in specs:
+                raise ValueError(
+                    f"target_lengths names {name!r}, which is not among the targets {targets}."
+                    f"{close_match(name, targets)}"
+                )
+            if specs[name].kind != SEQUENCE:
+                raise ValueError(
+                    f"target_lengths[{name!r}]: only sequence targets take a length; {name} is a {specs[name].kind} "
+                    "target of its whole grid."
+                )
+            check_sequence_target_length(specs[name], length, f"target_lengths[{name!r}]")
+        return targets
 
     def encode_modality(self, name: str, value: Any) -> dict[str, torch.Tensor]:
         """One modality as a fully visible input (see the module docstring for the layout)."""
@@ -177,11 +283,7 @@ class FourMProcessor(ProcessorMixin):
         if info.kind == SEQUENCE:
             return self._encode_sequence(info, value)
         if info.kind == SEQUENCE_EMBEDDING:
-            tensor = torch.as_tensor(np.asarray(value, dtype=np.float32))
-            if tensor.dim() != 3 or tensor.shape[-1] != info.embedding_dim:
-                raise ValueError(
-                    f"{name}: expected embeddings (B, L, {info.embedding_dim}), got {tuple(tensor.shape)}."
-                )
+            tensor = _features(info, value)
             return self._visible(tensor, tensor.shape[1])
         if info.kind == PIXELS:
             pixels = self._preprocess_image(info, value)
@@ -212,15 +314,17 @@ class FourMProcessor(ProcessorMixin):
     def _vq_model(self, name: str) -> PreTrainedModel:
         if name not in self.vq_models:
             raise ValueError(
-                f"{name}: no modality tokenizer; pass vq_models={{{name!r}: model}} to the processor or give token "
+                f"{name}: no VQ model; pass vq_models={{{name!r}: model}} to the processor or give token "
                 f"ids. Available: {sorted(self.vq_models)}."
             )
         return self.vq_models[name]
 
     def _image_tokens(self, info: ModalitySpec, value: Any) -> torch.Tensor:
-        """Token ids `(B, N)` of an image-token modality: given ids are checked, raw data goes through its tokenizer."""
+        """Token ids `(B, N)` of an image-token modality: given ids are checked, raw data goes through its VQ model."""
         tokens = _token_ids(info, value)
-        if tokens is None:
+        if tokens is not None:
+            check_not_empty(tokens, "the token ids", info.name)
+        else:
             data = torch.from_numpy(self._preprocess_image(info, value))
             model = self._vq_model(info.name)
             data = data.to(model.device)
@@ -238,18 +342,32 @@ class FourMProcessor(ProcessorMixin):
 
     def _encode_sequence(self, info: ModalitySpec, value: Any) -> dict[str, torch.Tensor]:
         serialize = info.family.function("serialize") if info.family.has("serialize") else None
+        samples = _batch(value)
+        if not samples:
+            raise ValueError(f"{info.name}: got an empty batch (0 samples); pass at least one.")
         texts = []
-        for sample in _batch(value):
+        for index, sample in enumerate(samples):
             if isinstance(sample, str):
                 texts.append(sample)
             elif serialize is None:
-                raise TypeError(f"{info.name}: expected text, got {type(sample).__name__}.")
+                hint = ""
+                if isinstance(sample, (int, list, tuple, np.ndarray, torch.Tensor)):
+                    hint = " (the processor tokenises text itself; give token ids to the model as {'tensor': ids})"
+                raise TypeError(
+                    f"{info.name}: sample {index} must be text (a str), got {type(sample).__name__} {sample!r}{hint}."
+                )
             else:
-                texts.append(serialize(sample))
+                with error_context(f"{info.name} sample {index}"):
+                    texts.append(serialize(sample))
         ids = [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-        if any(len(seq) >= info.max_tokens for seq in ids):
-            logger.warning_once(f"{info.name}: inputs longer than {info.max_tokens} tokens are truncated.")
-        ids = [seq[: info.max_tokens - 1] + [self.tokenizer.eos_token_id] for seq in ids]
+        room = info.max_tokens - 1  # the last slot holds [EOS]
+        cut = {index: len(seq) - room for index, seq in enumerate(ids) if len(seq) > room}
+        if cut:
+            logger.warning(
+                f"{info.name}: {len(cut)} of {len(ids)} samples have more than {room} tokens; samples {sorted(cut)} "
+                f"are cut to {room} tokens + [EOS], dropping {sum(cut.values())} tokens in all."
+            )
+        ids = [seq[:room] + [self.tokenizer.eos_token_id] for seq in ids]
         lengths = torch.tensor([len(seq) for seq in ids])
         tensor = torch.full((len(ids), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
         for row, seq in enumerate(ids):
@@ -263,71 +381,108 @@ class FourMProcessor(ProcessorMixin):
         """Decode a modality dict (inputs, targets or generated) back to data.
 
         Args:
-            outputs (`Mapping[str, Any]`): per modality a dict with `tensor` (and masks), or a bare tensor.
-            names (`Sequence[str]`, *optional*): modalities to decode (default: all in `outputs`).
-            decode_kwargs: passed to modality tokenizers whose `decode` accepts them (e.g. `num_steps`,
-                `generator` of a diffusion tokenizer).
+            outputs (`Mapping[str, Any]`): per modality a dict with `tensor` (and masks), or a bare tensor, in the
+                forward contract (NumPy arrays are accepted too).
+            names (`Sequence[str]`, *optional*): modalities to decode (default: all in `outputs`; one name may be
+                given as a string).
+            decode_kwargs: passed to the VQ models whose `decode` accepts them (e.g. `num_steps`, `generator` of a
+                diffusion decoder); an argument no decoded modality's VQ model accepts raises a `TypeError`.
 
         Returns:
             `dict[str, Any]`: uint8 images `(B, H, W, 3)` for RGB, normals and edges; float `(B, H, W)` for depth;
             class ids `(B, H, W)` for semantic segmentation; feature maps; and per sample a `str` for captions,
             `{"boxes", "labels"}` for det, a dict for metadata, RGB triples for palettes, `HumanPose` / `SAMQuery`
-            lists. `t5_caption` inputs are skipped.
+            lists. Feature inputs (`t5_caption`) have no decoder: they are skipped with a warning when `names` is
+            not given, and refused when named.
         """
-        names = list(outputs) if names is None else list(names)
-        decoded = {}
+        if not isinstance(outputs, Mapping):
+            raise TypeError(
+                f"outputs must be a modality dict {{name: {{'tensor': ...}}}} (e.g. generate's output), got "
+                f"{type(outputs).__name__}."
+            )
+        if not outputs:
+            raise ValueError("outputs is empty: postprocess needs a modality dict with at least one modality.")
+        explicit = names is not None
+        names = check_names(names, "names") if explicit else list(outputs)
+        missing = [name for name in names if name not in outputs]
+        if missing:
+            raise ValueError(
+                f"postprocess: names {missing} are not in the outputs, which hold {list(outputs)}."
+                f"{close_match(missing[0], [k for k in outputs if isinstance(k, str)])}"
+            )
+        entries = {}
         for name in names:
             info = self.modality(name)
-            entry = outputs[name] if isinstance(outputs[name], Mapping) else {"tensor": outputs[name]}
-            tensor = torch.as_tensor(entry["tensor"]).detach().cpu()
+            entry = _output_entry(name, outputs[name])
+            check_modality_entry(info, entry, argument="outputs")
+            entries[name] = (info, entry)
+        features = [name for name, (info, _) in entries.items() if info.kind == SEQUENCE_EMBEDDING]
+        if features and explicit:
+            raise ValueError(f"postprocess: {features} are input features with no decoder; they cannot be decoded.")
+        if features:
+            logger.warning_once(f"postprocess skips {features}: input features have no decoder.")
+        image_names = [name for name, (info, _) in entries.items() if info.kind == IMAGE_TOKENS]
+        decode_kwargs = self._decode_kwargs(image_names, decode_kwargs)
+        decoded = {}
+        for name, (info, entry) in entries.items():
             if info.kind == SEQUENCE:
                 decoded[name] = self._decode_sequence(info, entry)
             elif info.kind == PIXELS:
-                decoded[name] = info.family.function("postprocess")(self.image_processor, tensor, info)
+                decoded[name] = info.family.function("postprocess")(self.image_processor, entry["tensor"], info)
             elif info.kind == IMAGE_TOKENS:
-                decoded[name] = self._decode_image_tokens(info, tensor, decode_kwargs)
+                decoded[name] = self._decode_image_tokens(info, entry["tensor"], decode_kwargs[name])
         return decoded
+
+    def _decode_kwargs(self, names: Sequence[str], decode_kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per image-token modality, the `decode_kwargs` its VQ model's `decode` accepts; every one must be accepted
+        by at least one of them."""
+        per_model, accepted = {}, set()
+        for name in names:
+            parameters = inspect.signature(self._vq_model(name).decode).parameters
+            takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+            per_model[name] = {k: v for k, v in decode_kwargs.items() if takes_any or k in parameters}
+            accepted |= set(decode_kwargs) if takes_any else set(parameters) - {"self", "tokens"}
+        unused = [key for key in decode_kwargs if key not in accepted]
+        if unused:
+            decoders = f"the VQ models of {list(names)} take {sorted(accepted)}" if names else "no VQ model decodes"
+            raise TypeError(
+                f"postprocess got decode argument(s) {unused} that no VQ model accepts ({decoders})."
+                f"{close_match(unused[0], accepted)}"
+            )
+        return per_model
 
     def decode_text(self, ids: Sequence[int]) -> str:
         """Text of a merged id sequence: up to the first `[EOS]`, without `[PAD]` and sentinels."""
         return self.tokenizer.decode(self.tokenizer.special_tokens.content(ids), skip_special_tokens=False).strip()
 
-    def _decode_sequence(self, info: ModalitySpec, entry: Mapping[str, Any]) -> list:
-        tensor = torch.as_tensor(entry["tensor"]).detach().cpu()
+    def _decode_sequence(self, info: ModalitySpec, entry: Mapping[str, torch.Tensor]) -> list:
+        tensor = entry["tensor"]
         input_mask = entry.get("input_mask")
         target_mask = entry.get("target_mask")
         sentinels = self.tokenizer.special_tokens.sentinel_set
         parse = info.family.function("parse") if info.family.has("parse") else str
         samples = []
         for row in range(tensor.shape[0]):
-            visible = tensor[row] if input_mask is None else tensor[row][~torch.as_tensor(input_mask[row]).bool()]
-            target = [] if target_mask is None else tensor[row][~torch.as_tensor(target_mask[row]).bool()].tolist()
-            samples.append(parse(self.decode_text(merge_spans(visible.tolist(), target, sentinels))))
+            visible = tensor[row] if input_mask is None else tensor[row][~input_mask[row].bool()]
+            target = [] if target_mask is None else tensor[row][~target_mask[row].bool()].tolist()
+            with error_context(f"{info.name} sample {row}"):
+                samples.append(parse(self.decode_text(merge_spans(visible.tolist(), target, sentinels))))
         return samples
 
     def _decode_image_tokens(self, info: ModalitySpec, tokens: torch.Tensor, decode_kwargs: dict) -> np.ndarray:
         model = self._vq_model(info.name)
         tokens = tokens.long().reshape(tokens.shape[0], -1)
-        if tokens.shape[1] != info.num_tokens or (
-            tokens.numel() and (tokens.min() < 0 or tokens.max() >= info.vocab_size)
-        ):
-            raise ValueError(
-                f"{info.name}: expected (B, {info.num_tokens}) token ids in [0, {info.vocab_size}), got shape "
-                f"{tuple(tokens.shape)} with values in [{int(tokens.min())}, {int(tokens.max())}]."
-            )
         if getattr(model.config, "num_codebooks", 1) == 1:
             tokens = tokens.reshape(-1, info.grid_size, info.grid_size)  # (B, h, w), row-major
-        accepted = inspect.signature(model.decode).parameters
-        kwargs = {k: v for k, v in decode_kwargs.items() if k in accepted}
         with torch.no_grad():
-            decoded = model.decode(tokens.to(model.device), **kwargs).cpu()
+            decoded = model.decode(tokens.to(model.device), **decode_kwargs).cpu()
         return info.family.function("postprocess")(self.image_processor, decoded, info)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Saving and loading
 
     def to_dict(self) -> dict[str, Any]:
-        # The modality tokenizers are saved as models in sub-folders; the config only records their names.
+        # The VQ models are saved as models in sub-folders; the config only records their names.
         models, specs = self.__dict__.pop("vq_models"), self.__dict__.pop("_specs")
         try:
             output = super().to_dict()
@@ -337,7 +492,7 @@ class FourMProcessor(ProcessorMixin):
         return output
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
-        """Save the image processor and text tokenizer (as `ProcessorMixin` does) and each modality tokenizer in a
+        """Save the image processor and text tokenizer (as `ProcessorMixin` does) and each VQ model in a
         sub-folder named after its modality."""
         for name, model in self.vq_models.items():
             model.save_pretrained(os.path.join(save_directory, name))
@@ -345,7 +500,7 @@ class FourMProcessor(ProcessorMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FourMProcessor:
-        """Load a processor saved by `save_pretrained`, its modality tokenizers included (through `AutoModel`)."""
+        """Load a processor saved by `save_pretrained`, its VQ models included (through `AutoModel`)."""
         hub = hub_kwargs(kwargs)
         processor_dict, _ = cls.get_processor_dict(pretrained_model_name_or_path, **hub)
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)

@@ -10,15 +10,19 @@ tokens; `FourMTokenizer.train_new` builds a new vocabulary with the same layout.
 
 from __future__ import annotations
 
+import json
+import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
+from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import WordPiece
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging
 
+from ...checks import check_bool, check_int
 from ...data.sequences import SpecialTokens, merge_spans, sentinel_token
 
 logger = logging.get_logger(__name__)
@@ -75,6 +79,12 @@ class FourMTokenizer(PreTrainedTokenizerFast):
     ):
         if tokenizer_file is None and tokenizer_object is None:
             raise ValueError("FourMTokenizer needs a `tokenizer_file` (tokenizers JSON) or a `tokenizer_object`.")
+        if tokenizer_object is not None and not isinstance(tokenizer_object, Tokenizer):
+            raise TypeError(
+                f"tokenizer_object must be a tokenizers.Tokenizer, got {type(tokenizer_object).__name__}."
+            )
+        if tokenizer_file is not None and tokenizer_object is None:
+            _check_tokenizer_file(tokenizer_file)
         super().__init__(
             tokenizer_file=tokenizer_file,
             tokenizer_object=tokenizer_object,
@@ -92,6 +102,32 @@ class FourMTokenizer(PreTrainedTokenizerFast):
                 f"Not a 4M text tokenizer: tokens {missing} are missing (expected the special tokens, sentinels "
                 "[S_k] and value tokens v0=..v3=)."
             )
+
+    def _decode(
+        self,
+        token_ids: int | list[int],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> str:
+        # `decode` and `batch_decode` end here, one sequence at a time: ids outside the vocabulary would be dropped
+        # silently by the backend, so they raise.
+        ids = [token_ids] if isinstance(token_ids, numbers.Integral) else token_ids
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise TypeError(f"token_ids must be a sequence of int token ids, got {type(token_ids).__name__}.")
+        for index, token in enumerate(ids):
+            if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+                raise TypeError(f"token_ids[{index}] must be an int token id, got {type(token).__name__} {token!r}.")
+        outside = sorted({int(token) for token in ids if not 0 <= token < len(self)})
+        if outside:
+            raise ValueError(
+                f"token ids must lie in [0, {len(self)}) (the text tokenizer's vocabulary), got {outside[:10]}"
+                f"{' ...' if len(outside) > 10 else ''}."
+            )
+        return super()._decode(
+            ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            **kwargs,
+        )
 
     @classmethod
     def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs):
@@ -151,14 +187,30 @@ class FourMTokenizer(PreTrainedTokenizerFast):
         follow. With the defaults the reserved ids are exactly those of the released tokenizer.
 
         Args:
-            texts (`Iterable[str]`): training text.
+            texts (`Iterable[str]`): training text, one string per document (a generator is fine); not empty.
             vocab_size (`int`, *optional*, defaults to 30000): total vocabulary size, reserved tokens included.
-            num_sentinels (`int`, *optional*, defaults to 200): number of `[S_k]` sentinels.
+            num_sentinels (`int`, *optional*, defaults to 200): number of `[S_k]` sentinels (at least `[S_0]`, `[S_1]`).
             num_value_bins (`int`, *optional*, defaults to 1000): value tokens per axis `v0=`..`v3=`.
             object_classes (`Sequence[str]`, *optional*, defaults to the 80 COCO classes): class names kept whole.
             lowercase (`bool`, *optional*, defaults to `True`): lowercase text (BERT normalisation).
             min_frequency (`int`, *optional*, defaults to 0): minimum count of a learned piece.
         """
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+            raise TypeError(
+                f"texts must be an iterable of strings (one per document), got {type(texts).__name__}; wrap a single "
+                "text in a list."
+            )
+        check_int(vocab_size, "vocab_size", minimum=1)
+        check_int(num_sentinels, "num_sentinels", minimum=2)
+        check_int(num_value_bins, "num_value_bins", minimum=1)
+        check_int(min_frequency, "min_frequency", minimum=0)
+        check_bool(lowercase, "lowercase")
+        if isinstance(object_classes, (str, bytes)) or not isinstance(object_classes, Iterable):
+            raise TypeError(f"object_classes must be a list of class names, got {type(object_classes).__name__}.")
+        object_classes = list(object_classes)
+        for index, name in enumerate(object_classes):
+            if not isinstance(name, str) or not name.strip():
+                raise TypeError(f"object_classes[{index}] must be a non-empty class name (str), got {name!r}.")
         reserved = [
             AddedToken(t, special=True, normalized=False, single_word=False)
             for t in ("[PAD]", "[UNK]", "[SOS]", "[EOS]")
@@ -189,8 +241,45 @@ class FourMTokenizer(PreTrainedTokenizerFast):
             special_tokens=reserved,
             continuing_subword_prefix="##",
         )
-        backend.train_from_iterator(texts, trainer=trainer)
+        counted = _CheckedTexts(texts)
+        backend.train_from_iterator(counted, trainer=trainer)
+        if counted.count == 0:
+            raise ValueError("texts is empty: train_new needs at least one training text.")
         return cls(tokenizer_object=backend)
+
+
+class _CheckedTexts:
+    """Iterates training texts, refusing non-strings and counting them."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts, self.count = texts, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for text in self.texts:
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{self.count}] must be a string, got {type(text).__name__} {text!r}.")
+            self.count += 1
+            yield text
+
+
+def _check_tokenizer_file(path: Any) -> None:
+    """A readable `tokenizers` JSON, or an `OSError` / `ValueError` naming the path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"tokenizer_file must be a path, got {type(path).__name__} {path!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"tokenizer_file {str(path)!r} is a directory; pass the JSON file in it, or load the folder with "
+            "FourMTokenizer.from_pretrained."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"tokenizer_file {str(path)!r} does not exist.")
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"tokenizer_file {str(path)!r} is not a `tokenizers` JSON: {error}") from error
+    if not isinstance(content, dict) or "model" not in content:
+        raise ValueError(f"tokenizer_file {str(path)!r} is not a `tokenizers` JSON (no 'model' entry).")
 
 
 __all__ = ["COCO_CLASSES", "FourMTokenizer", "sentinel_token", "value_token"]
