@@ -24,6 +24,7 @@ from fourm_hf import (
     FourMVQVAEConfig,
     load_vq_model,
 )
+from fourm_hf.conversion.official_vq import config_from_official
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FOURM = dict(
@@ -313,3 +314,27 @@ def test_vq_converter_names_an_unknown_family(tmp_path, capsys):
         with pytest.raises(SystemExit):
             module.parse_arguments(["caption", str(tmp_path / "out")])
     assert "No released VQ model for 'caption'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "official, message",
+    [
+        (
+            {"enc_type": "vit_b_enc", "image_size": "abc"},
+            r"Official tokenizer config: image_size must be an integer, got 'abc'",
+        ),
+        ({"enc_type": "vit_b_enc", "codebook_size": 3.7}, r"codebook_size must be an integer, got 3\.7"),
+        ({"enc_type": "vit_x_enc"}, r"Unsupported official encoder type 'vit_x_enc'"),
+        ({"quant_type": "fsq"}, r"Unsupported official quantizer 'fsq'"),
+    ],
+)
+def test_official_tokenizer_configs_with_bad_values(official, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_official(official, {})
+
+
+def test_official_4m_config_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"An official 4M config is a dict, got list"):
+        FourMConfig.from_official_config([1])
+    with pytest.raises(ValueError, match=r"Not a 4M config: missing keys \['domains_out'"):
+        FourMConfig.from_official_config({"domains_in": ["rgb@224"]})

@@ -118,6 +118,16 @@ def _architecture(type_name: str, role: str) -> dict[str, Any]:
     )
 
 
+def _official_int(values: dict[str, Any], key: str, default: int | None = None) -> int:
+    """The integer `values[key]` (or `default`) of an official config; a `ValueError` naming the key otherwise."""
+    value = values.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Official tokenizer config: {key} must be an integer, got {value!r}.")
+    return value
+
+
 def is_official_tokenizer_config(config: dict[str, Any]) -> bool:
     return "model_type" not in config and any(key in config for key in _OFFICIAL_MARKERS)
 
@@ -140,12 +150,12 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
         raise ValueError(f"Unsupported diffusion decoder {dec_type!r}: fourm_hf supports 'unet_patched'.")
 
     fields: dict[str, Any] = {
-        "image_size": int(values.get("image_size", 224)),
-        "patch_size": int(values.get("patch_size", 16)),
+        "image_size": _official_int(values, "image_size", 224),
+        "patch_size": _official_int(values, "patch_size", 16),
         "quantizer_type": "cosine" if values.get("quant_type", "lucid") == "lucid" else "memcodes",
-        "codebook_size": int(values.get("codebook_size", 16384)),
-        "num_codebooks": int(values.get("num_codebooks", 1)),
-        "latent_dim": int(values.get("latent_dim", 32)),
+        "codebook_size": _official_int(values, "codebook_size", 16384),
+        "num_codebooks": _official_int(values, "num_codebooks", 1),
+        "latent_dim": _official_int(values, "latent_dim", 32),
         **_architecture(str(values.get("enc_type", "vit_b_enc")), "encoder"),
     }
     renamed = {
@@ -163,12 +173,13 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
         fields["patch_proj"] = shapes["encoder.proj.weight"][-1] != 1 or fields["patch_size"] == 1
     elif "encoder.linear_in.weight" in shapes:
         fields["num_channels"] = shapes["encoder.linear_in.weight"][1]
-    if "n_channels" in values and int(values["n_channels"]) != fields.get("num_channels", int(values["n_channels"])):
+    stated_channels = _official_int(values, "n_channels", 3)
+    if "n_channels" in values and stated_channels != fields.get("num_channels", stated_channels):
         logger.warning(
             f"The official config says n_channels={values['n_channels']} but the weights take "
             f"{fields['num_channels']} input channels; using the weights."
         )
-    fields.setdefault("num_channels", int(values.get("n_channels", 3)))
+    fields.setdefault("num_channels", stated_channels)
     fields["post_mlp"] = "encoder.norm_mlp.weight" in shapes
     if "patch_proj" in values and "patch_proj" not in fields:
         fields["patch_proj"] = bool(values["patch_proj"])
@@ -199,9 +210,9 @@ def config_from_official(official: dict[str, Any], shapes: dict[str, tuple[int, 
     fields.update(decoder)
     fields["out_conv"] = any(k.startswith("decoder.out_conv.") for k in shapes)
     if values.get("image_size_dec") is not None:
-        fields["decoder_image_size"] = int(values["image_size_dec"])
+        fields["decoder_image_size"] = _official_int(values, "image_size_dec")
     if values.get("patch_size_dec") is not None:
-        fields["decoder_patch_size"] = int(values["patch_size_dec"])
+        fields["decoder_patch_size"] = _official_int(values, "patch_size_dec")
     return FourMVQVAEConfig(**fields, architectures=["FourMVQVAE"])
 
 

@@ -165,6 +165,8 @@ class FourMConfig(FourMPreTrainedConfig):
     @classmethod
     def from_official_config(cls, official: dict[str, Any], **kwargs) -> "FourMConfig":
         """Build a config from an apple/ml-4m config dict (Hub `config.json` or safetensors metadata)."""
+        if not isinstance(official, dict):
+            raise TypeError(f"An official 4M config is a dict, got {type(official).__name__}.")
         missing = [k for k in _OFFICIAL_REQUIRED if k not in official]
         unknown = sorted(set(official) - set(_OFFICIAL_DEFAULTS) - set(_OFFICIAL_REQUIRED))
         if missing or unknown:

@@ -372,7 +372,7 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         sampler = self.get_scheduler(scheduler)
         check_int(num_steps, "num_steps", 1, sampler.num_train_timesteps)
         sampler.set_timesteps(num_steps, timestep_spacing)
-        condition = quantized_latents.to(self.dtype)
+        condition = quantized_latents.to(device=self.device, dtype=self.dtype)
         draw_device = generator.device if generator is not None else torch.device("cpu")
         sample = torch.randn((batch, self.config.num_channels, height, width), generator=generator, device=draw_device)
         sample = sample.to(self.device)
@@ -442,7 +442,12 @@ class FourMDiVAE(FourMVQPreTrainedModel):
                     f"FourMDiVAE.denoise: condition_mask must have shape {(batch, *grid)}, got "
                     f"{tuple(condition_mask.shape)}."
                 )
-        return self.decoder(noisy_pixel_values.to(self.dtype), timesteps, quantized_latents, condition_mask)
+        to_model = {"device": self.device, "dtype": self.dtype}
+        if condition_mask is not None:
+            condition_mask = condition_mask.to(self.device)
+        return self.decoder(
+            noisy_pixel_values.to(**to_model), timesteps, quantized_latents.to(**to_model), condition_mask
+        )
 
     def forward(
         self,
@@ -454,7 +459,7 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         """Training step: encode the clean `pixel_values` (B, C, H, W), noise them at `timesteps` (default: uniform
         in [0, T)) with `noise` (default: Gaussian), and score the denoiser's prediction against its target."""
         encoded = self._encode(pixel_values, update_codebook=self.training, argument="pixel_values")
-        clean = pixel_values.to(self.dtype)
+        clean = pixel_values.to(device=self.device, dtype=self.dtype)
         batch = clean.shape[0]
         check_generator(generator)
         if timesteps is not None:

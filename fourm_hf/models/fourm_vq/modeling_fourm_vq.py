@@ -531,7 +531,7 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
                 )
             check_not_empty(x, argument, name)
             check_range(x, f"{name}: {argument}: class ids", config.num_classes)
-            x = self.class_embedding(x.long()).permute(0, 3, 1, 2)  # (B, C, H, W)
+            x = self.class_embedding(x.to(device=self.device, dtype=torch.long)).permute(0, 3, 1, 2)  # (B, C, H, W)
         else:
             if not x.is_floating_point():
                 hint = " (convert images to floats in [-1, 1] first)" if x.dtype == torch.uint8 else ""
@@ -553,7 +553,7 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
                     f"{name}: {argument} height and width must be positive multiples of the patch size {p}, got "
                     f"{height}x{width} (resize or crop to e.g. {max(p, height // p * p)}x{max(p, width // p * p)})."
                 )
-        return x.to(self.dtype)
+        return x.to(device=self.device, dtype=self.dtype)
 
     def _encode(self, x: torch.Tensor, update_codebook: bool, argument: str = "x") -> FourMVQEncoderOutput:
         latents = self.quant_proj(self.encoder(self._prepare_input(x, argument)))  # (B, d, h, w)
@@ -598,7 +598,7 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
             raise ValueError(f"{name}.decode: tokens must have shape {expected}, got {tuple(tokens.shape)}{hint}.")
         check_not_empty(tokens, "tokens", f"{name}.decode")
         check_range(tokens, f"{name}.decode: token ids", config.codebook_size, " (the codebook size)")
-        return self.quantize.lookup(tokens.long())
+        return self.quantize.lookup(tokens.to(device=self.device, dtype=torch.long))
 
     def _check_latents(self, quantized_latents: torch.Tensor) -> None:
         """Raise unless `quantized_latents` is a finite (batch, latent_dim, h, w) float tensor with a sample."""
@@ -649,7 +649,7 @@ class FourMVQVAE(FourMVQPreTrainedModel):
     def decode_latents(self, quantized_latents: torch.Tensor) -> torch.Tensor:
         """Decoder output for quantized latents `(batch, latent_dim, h, w)`."""
         self._check_latents(quantized_latents)
-        return self.decoder(self.post_quant_proj(quantized_latents.to(self.dtype)))
+        return self.decoder(self.post_quant_proj(quantized_latents.to(device=self.device, dtype=self.dtype)))
 
     def decode(self, tokens: torch.LongTensor) -> torch.Tensor:
         """Reconstruction from token ids (shapes as returned by `encode`)."""
@@ -702,6 +702,7 @@ class FourMVQVAE(FourMVQPreTrainedModel):
             target = target[:, :, None, None]
         if labels is not None:
             self._check_labels(target, reconstruction)
+        target = target.to(reconstruction.device)
         if target.is_floating_point():
             target = target.to(reconstruction.dtype)
         reconstruction_loss = RECONSTRUCTION_LOSS_FUNCTIONS[self.config.reconstruction_loss](reconstruction, target)
