@@ -116,7 +116,7 @@ def heat_family(tmp_path, monkeypatch):
         )
     )
     register_modality("tok_heat@32")
-    register_modality("rgb@32")
+    register_modality("rgb@32", overwrite=True)  # other test modules register rgb@32 with 8-pixel patches at import
     yield family, module_dir
     sys.modules.pop("heat_family", None)
 

@@ -123,8 +123,8 @@ class TextColumn:
         modality (`str`): output column, a registered sequence modality (e.g. `"caption"`, `"det"`, `"metadata"`).
             Samples are strings, or data that the family's `serialize` (or `serializer`) writes as text. For families
             whose boxes follow the crops (`det`), a sample is 4M's det format `{"instances": [{"boxes": [xmin, ymin,
-            xmax, ymax], "class_name", "score"}]}`, coordinates in [0, 1], cropped per crop and binned with the text
-            tokenizer's `num_value_bins`.
+            xmax, ymax], "class_name", "score"}]}`, coordinates in [0, 1] (or pixels, see `box_format`), cropped
+            per crop and binned with the text tokenizer's `num_value_bins`; boxes left outside a crop are reported.
         serializer (`Callable`, *optional*): sample -> string (or list of strings with `chunks`), instead of the
             family's own `serialize`.
         chunks (`bool`, *optional*, defaults to `False`): `serializer` returns a list of strings, masked chunk-wise.
