@@ -28,6 +28,7 @@ setup(
     extras_require={
         "train": ["scikit-learn", "PyYAML"],
         "peft": ["peft"],
-        "dev": ["pytest", "hypothesis", "scikit-learn", "PyYAML", "peft"],
+        "app": ["gradio"],
+        "dev": ["pytest", "hypothesis", "scikit-learn", "PyYAML", "peft", "gradio", "selenium"],
     },
 )
