@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 
-def close_match(name: Any, known: Iterable[Any]) -> str:
-    """`" Did you mean 'x'?"` for the entry of `known` closest to `name`, or `""` when none is close."""
-    matches = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+def close_match(name: Any, known: Iterable[Any], cutoff: float = 0.6) -> str:
+    """`" Did you mean 'x'?"` for the entry of `known` closest to `name`, or `""` when none is close (similarity
+    below `cutoff`, difflib's ratio)."""
+    matches = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
     return f" Did you mean {matches[0]!r}?" if matches else ""
 
 

@@ -159,6 +159,9 @@ def with_nan(shape):
             "Did you mean 'tokenizer'",
         ),
         # back to images
+        (lambda p: p.postprocess_rgb(np.zeros((0, 3, 4, 4))), ValueError, r"rgb: pixel_values is empty"),
+        (lambda p: p.postprocess_rgb(np.full((1, 3, 4, 4), "x")), TypeError, "rgb: pixel_values has dtype <U1"),
+        (lambda p: p.postprocess_signed(np.full((1, 3, 4, 4), np.nan)), ValueError, "values has 48 NaN or infinite"),
         (
             lambda p: p.postprocess_rgb(np.zeros((3, 4, 4))),
             ValueError,
@@ -204,6 +207,9 @@ def test_bad_images(processor, call, error, message):
         ({"depth_epsilon": float("nan")}, ValueError, "depth_epsilon must be a finite number"),
         ({"num_semseg_classes": 0}, ValueError, "num_semseg_classes must be >= 1, got 0"),
         ({"semseg_void_label": 255.0}, TypeError, "semseg_void_label must be an integer, got float"),
+        ({"imgae_size": 448}, TypeError, r"unknown argument 'imgae_size'\. Did you mean 'image_size'\?"),
+        ({"size": 448}, TypeError, r"unknown argument 'size'\. Did you mean 'image_size'\?"),
+        ({"num_classes": 150}, TypeError, r"unknown argument 'num_classes'\. Did you mean 'num_semseg_classes'\?"),
     ],
 )
 def test_bad_settings(kwargs, error, message):

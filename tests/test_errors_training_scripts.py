@@ -137,6 +137,10 @@ def test_pretrain_dataset_checks(tmp_path):
             r"--image_column_name 'img' is not a column of the train split; it has \['image', 'label'\]",
         ),
         (["--label_column_name", "lable"], ValueError, r"--label_column_name 'lable' .*Did you mean 'label'\?"),
+        (["--label_column_name", "image"], ValueError,
+         r"--label_column_name 'image' holds Image\(.*\); image-classification needs class ids"),
+        (["--task", "semantic-segmentation"], ValueError,
+         r"--label_column_name 'label' holds ClassLabel\(.*\); semantic-segmentation needs label maps"),
     ],
 )
 def test_finetune_arguments(finetune, images, tmp_path, extra, error, message):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from datasets import DatasetDict, load_dataset, load_from_disk
+from datasets import ClassLabel, DatasetDict, Value, load_dataset, load_from_disk
 from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -161,7 +161,7 @@ def make_transform(task: str, data_args: DataTrainingArguments, size: int, train
     return transform
 
 
-def load_splits(data_args: DataTrainingArguments, seed: int) -> DatasetDict:
+def load_splits(data_args: DataTrainingArguments, seed: int, task: str) -> DatasetDict:
     if os.path.isdir(data_args.dataset_name) and any(
         os.path.exists(os.path.join(data_args.dataset_name, f)) for f in ("dataset_dict.json", "dataset_info.json")
     ):
@@ -176,12 +176,13 @@ def load_splits(data_args: DataTrainingArguments, seed: int) -> DatasetDict:
     for name, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
             dataset[name] = dataset[name].select(range(min(limit, len(dataset[name]))))
-    check_columns(dataset, data_args)
+    check_columns(dataset, data_args, task)
     return dataset
 
 
-def check_columns(dataset: DatasetDict, data_args: DataTrainingArguments) -> None:
-    """Both splits have rows and the image and label columns."""
+def check_columns(dataset: DatasetDict, data_args: DataTrainingArguments, task: str) -> None:
+    """Both splits have rows, the image and label columns, and labels of the task's kind (class ids for
+    classification, maps for the dense tasks)."""
     for split in ("train", "validation"):
         columns = dataset[split].column_names
         for flag in ("image_column_name", "label_column_name"):
@@ -193,6 +194,14 @@ def check_columns(dataset: DatasetDict, data_args: DataTrainingArguments) -> Non
                 )
         if len(dataset[split]) == 0:
             raise ValueError(f"The {split} split of {data_args.dataset_name!r} has no rows.")
+    feature = dataset["train"].features[data_args.label_column_name]
+    is_class_id = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and feature.dtype.startswith("int"))
+    if (task == "image-classification") != is_class_id:
+        classification = task == "image-classification"
+        expected = "class ids (a ClassLabel or integers)" if classification else "label maps (images or arrays)"
+        raise ValueError(
+            f"--label_column_name {data_args.label_column_name!r} holds {feature}; {task} needs {expected}."
+        )
 
 
 def build_model(model_args: ModelArguments, dataset: DatasetDict, label_column: str):
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
 
-    dataset = load_splits(data_args, training_args.seed)
+    dataset = load_splits(data_args, training_args.seed, model_args.task)
     model = build_model(model_args, dataset, data_args.label_column_name)
     size = data_args.image_size or model_image_size(model)
     dataset["train"].set_transform(make_transform(model_args.task, data_args, size, True, training_args.seed))

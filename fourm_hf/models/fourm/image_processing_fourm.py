@@ -16,6 +16,7 @@ as the released models and tokenizers expect:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.utils import logging
 
-from ...checks import check_bool, check_choice, check_int, check_number
+from ...checks import check_bool, check_choice, check_int, check_number, close_match
 
 logger = logging.get_logger(__name__)
 
@@ -148,6 +149,11 @@ class FourMImageProcessor(BaseImageProcessor):
         semseg_void_label: int = 255,
         **kwargs,
     ):
+        own = [name for name in inspect.signature(type(self).__init__).parameters if name not in ("self", "kwargs")]
+        for key in kwargs:  # transformers keeps unknown keys as attributes: a typo would be ignored silently
+            hint = " Did you mean 'image_size'?" if key in ("size", "crop_size") else close_match(key, own, cutoff=0.7)
+            if hint:
+                raise TypeError(f"FourMImageProcessor got an unknown argument {key!r}.{hint}")
         super().__init__(**kwargs)
         check_int(image_size, "image_size", minimum=1)
         check_int(patch_size, "patch_size", minimum=1)
@@ -355,9 +361,11 @@ class FourMImageProcessor(BaseImageProcessor):
     def postprocess_rgb(self, pixel_values: Any, normalization: str = "imagenet") -> np.ndarray:
         """Normalised RGB `(B, 3, H, W)` -> uint8 `(B, H, W, 3)`."""
         check_choice(normalization, "rgb: normalization", NORMALIZATIONS)
-        array = _to_numpy(pixel_values).astype(np.float32)
+        array = _to_numpy(pixel_values)
         if array.ndim != 4 or array.shape[1] != 3:
             raise ValueError(f"rgb: expected (B, 3, H, W), got {tuple(array.shape)}.")
+        check_image_values(array, "rgb: pixel_values")
+        array = array.astype(np.float32)
         mean, std = (
             (self.image_mean, self.image_std) if normalization == "imagenet" else (TOKENIZER_MEAN, TOKENIZER_STD)
         )
@@ -366,9 +374,11 @@ class FourMImageProcessor(BaseImageProcessor):
 
     def postprocess_signed(self, values: Any) -> np.ndarray:
         """Normals or edges in [-1, 1], `(B, C, H, W)` -> uint8 `(B, H, W, C)`."""
-        array = _to_numpy(values).astype(np.float32)
+        array = _to_numpy(values)
         if array.ndim != 4:
             raise ValueError(f"postprocess_signed: expected values of shape (B, C, H, W), got {tuple(array.shape)}.")
+        check_image_values(array, "postprocess_signed: values")
+        array = array.astype(np.float32)
         return (np.clip(array.transpose(0, 2, 3, 1) * 0.5 + 0.5, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
     def postprocess_semseg(self, labels: Any) -> np.ndarray:
