@@ -157,3 +157,10 @@ def test_trainer_helpers_reject():
         argmax_logits_for_metrics(torch.zeros(2, 3), None)
     with pytest.raises(ValueError, match=r"Depth map 0: prediction \(2, 2\) and reference \(2, 3\)"):
         depth_compute_metrics(EvalPrediction(predictions=np.ones((1, 2, 2)), label_ids=np.ones((1, 2, 3))))
+
+
+def test_trainer_helpers_reject_empty_outputs():
+    with pytest.raises(ValueError, match=r"EvalPrediction\.predictions is an empty tuple; expected the model's logits"):
+        classification_compute_metrics(EvalPrediction(predictions=(), label_ids=np.zeros(2)))
+    with pytest.raises(ValueError, match=r"logits is an empty list"):
+        argmax_logits_for_metrics([], None)

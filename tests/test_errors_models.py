@@ -395,7 +395,7 @@ def test_divae_denoise_rejects(divae):
         (
             lambda: FourMDDPMScheduler().step(torch.zeros(2), 5, torch.zeros(3)),
             ValueError,
-            r"model_output \(2,\) and sample \(3,\) must have the same shape",
+            r"model_output and sample must have the same shape, got \{'model_output': \(2,\), 'sample': \(3,\)\}",
         ),
         (
             lambda: FourMDDIMScheduler().step(torch.zeros(1), 5, torch.zeros(1), eta=-1.0),
@@ -578,3 +578,21 @@ def test_fine_tuning_helpers_reject(heads):
         layer_decay_param_groups("model", 1e-3)
     with pytest.raises(TypeError, match=r"freeze must be True or False, got str 'no'"):
         model.freeze_encoder("no")
+
+
+def test_scheduler_training_helpers_reject():
+    scheduler = FourMDDPMScheduler(prediction_type="v_prediction")
+    steps = torch.tensor([1, 2])
+    with pytest.raises(TypeError, match=r"original must be a floating-point tensor, got NoneType"):
+        scheduler.add_noise(None, torch.zeros(2, 3), steps)
+    with pytest.raises(ValueError, match=r"original and noise must have the same shape"):
+        scheduler.training_target(torch.zeros(2, 3), torch.zeros(2, 4), steps)
+    with pytest.raises(TypeError, match=r"timestep spacing must be a string or None, got Tensor"):
+        scheduler.set_timesteps(10, torch.zeros(2))
+
+
+def test_divae_denoise_names_its_own_arguments(divae):
+    with pytest.raises(ValueError, match=r"FourMDiVAE\.denoise: quantized_latents must have shape \(batch, 8, h, w\)"):
+        divae.denoise(PIXELS, 5, torch.zeros(1, 3, 4, 4))
+    with pytest.raises(TypeError, match=r"condition_mask must be a bool tensor or None, got Tensor torch\.int64"):
+        divae.denoise(PIXELS, 5, torch.zeros(1, 8, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))

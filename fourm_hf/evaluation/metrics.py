@@ -248,9 +248,17 @@ class DepthEstimationMetrics(evaluate.Metric):
 # Trainer helpers
 
 
+def _first_output(outputs: Any, what: str) -> Any:
+    """The first of several model outputs (a tuple or list), or `outputs` itself."""
+    if isinstance(outputs, (tuple, list)):
+        if not outputs:
+            raise ValueError(f"{what} is an empty {type(outputs).__name__}; expected the model's logits.")
+        return outputs[0]
+    return outputs
+
+
 def _predictions(eval_prediction: EvalPrediction) -> np.ndarray:
-    predictions = eval_prediction.predictions
-    return np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions)
+    return np.asarray(_first_output(eval_prediction.predictions, "EvalPrediction.predictions"))
 
 
 def classification_compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
@@ -263,7 +271,7 @@ def classification_compute_metrics(eval_prediction: EvalPrediction) -> dict[str,
 
 def argmax_logits_for_metrics(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
     """`preprocess_logits_for_metrics` for segmentation: keep (B, H, W) class maps instead of (B, C, H, W) logits."""
-    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    logits = _first_output(logits, "logits")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"argmax_logits_for_metrics takes logits of shape (B, num_labels, H, W), got {got}.")

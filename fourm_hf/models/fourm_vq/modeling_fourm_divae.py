@@ -418,7 +418,7 @@ class FourMDiVAE(FourMVQPreTrainedModel):
             )
         check_not_empty(noisy_pixel_values, "noisy_pixel_values", "FourMDiVAE.denoise")
         self._check_image_size(*noisy_pixel_values.shape[-2:])
-        self._check_latents(quantized_latents)
+        self._check_latents(quantized_latents, "denoise")
         batch, grid = noisy_pixel_values.shape[0], tuple(quantized_latents.shape[-2:])
         if quantized_latents.shape[0] != batch:
             raise ValueError(
@@ -432,11 +432,9 @@ class FourMDiVAE(FourMVQPreTrainedModel):
             integer_tensor = isinstance(timesteps, torch.Tensor) and not timesteps.is_floating_point()
             check_int(timesteps.item() if integer_tensor else timesteps, "timesteps", 0, num_train_timesteps - 1)
         if condition_mask is not None:
-            if not isinstance(condition_mask, torch.Tensor):
-                raise TypeError(
-                    f"FourMDiVAE.denoise: condition_mask must be a bool tensor or None, got "
-                    f"{type(condition_mask).__name__}."
-                )
+            if not isinstance(condition_mask, torch.Tensor) or condition_mask.dtype != torch.bool:
+                got = f"{type(condition_mask).__name__} {getattr(condition_mask, 'dtype', '')}".strip()
+                raise TypeError(f"FourMDiVAE.denoise: condition_mask must be a bool tensor or None, got {got}.")
             if tuple(condition_mask.shape) != (batch, *grid):
                 raise ValueError(
                     f"FourMDiVAE.denoise: condition_mask must have shape {(batch, *grid)}, got "

@@ -600,9 +600,10 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
         check_range(tokens, f"{name}.decode: token ids", config.codebook_size, " (the codebook size)")
         return self.quantize.lookup(tokens.to(device=self.device, dtype=torch.long))
 
-    def _check_latents(self, quantized_latents: torch.Tensor) -> None:
-        """Raise unless `quantized_latents` is a finite (batch, latent_dim, h, w) float tensor with a sample."""
-        name, dim = f"{type(self).__name__}.decode_latents", self.config.latent_dim
+    def _check_latents(self, quantized_latents: torch.Tensor, method: str = "decode_latents") -> None:
+        """Raise unless `quantized_latents` (an argument of `method`) is a finite (batch, latent_dim, h, w) float
+        tensor with a sample."""
+        name, dim = f"{type(self).__name__}.{method}", self.config.latent_dim
         if not isinstance(quantized_latents, torch.Tensor) or not quantized_latents.is_floating_point():
             got = f"{type(quantized_latents).__name__} {getattr(quantized_latents, 'dtype', '')}".strip()
             raise TypeError(f"{name}: quantized_latents must be a floating-point tensor, got {got}.")

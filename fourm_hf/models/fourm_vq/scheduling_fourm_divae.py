@@ -201,6 +201,8 @@ class FourMNoiseScheduler:
         DDPM), `"trailing"` (T-1, T-1-T/n, ...: the official DDIM default) or `"linspace"`; defaults to the sampler's
         own. Each step goes to the next timestep of the list (-1 after the last), as the official samplers do when
         `num_inference_steps` divides T."""
+        if spacing is not None and not isinstance(spacing, str):
+            raise TypeError(f"timestep spacing must be a string or None, got {type(spacing).__name__}.")
         spacing = check_choice(spacing or self.default_spacing, "timestep spacing", TIMESTEP_SPACINGS)
         check_int(num_inference_steps, "num_inference_steps", 1, self.num_train_timesteps)
         steps = TIMESTEP_SPACINGS[spacing](self.num_train_timesteps, num_inference_steps)
@@ -220,11 +222,13 @@ class FourMNoiseScheduler:
 
     def add_noise(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """`x_t = sqrt(ac_t) x0 + sqrt(1 - ac_t) noise`, timesteps (B,)."""
+        check_same_shape_floats(original=original, noise=noise)
         signal, sigma = self._coefficients(timesteps, original)
         return signal * original + sigma * noise
 
     def training_target(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """What the denoiser learns to output: x0, the noise, or the velocity `sqrt(ac) noise - sqrt(1 - ac) x0`."""
+        check_same_shape_floats(original=original, noise=noise)
         if self.prediction_type == "sample":
             return original
         if self.prediction_type == "epsilon":
@@ -242,14 +246,7 @@ class FourMNoiseScheduler:
         generator: torch.Generator | None,
     ) -> int:
         """The arguments of `step`, checked; returns `timestep` as an int."""
-        for name, tensor in (("model_output", model_output), ("sample", sample)):
-            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-                got = f"{type(tensor).__name__} {getattr(tensor, 'dtype', '')}".strip()
-                raise TypeError(f"{name} must be a floating-point tensor, got {got}.")
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"model_output {tuple(model_output.shape)} and sample {tuple(sample.shape)} must have the same shape."
-            )
+        check_same_shape_floats(model_output=model_output, sample=sample)
         check_generator(generator)
         if isinstance(timestep, torch.Tensor) and timestep.numel() == 1 and not timestep.is_floating_point():
             timestep = timestep.item()
@@ -293,6 +290,17 @@ class FourMNoiseScheduler:
         s = torch.quantile(flat.abs(), self.dynamic_thresholding_ratio, dim=1)
         s = s.clamp(min=1, max=self.sample_max_value).unsqueeze(1)
         return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
+
+
+def check_same_shape_floats(**tensors: Any) -> None:
+    """Raise unless every value of `tensors` (named by its keyword) is a floating-point tensor of one shape."""
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            got = f"{type(tensor).__name__} {getattr(tensor, 'dtype', '')}".strip()
+            raise TypeError(f"{name} must be a floating-point tensor, got {got}.")
+    shapes = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{' and '.join(shapes)} must have the same shape, got {shapes}.")
 
 
 def check_timesteps(timesteps: Any, batch_size: int, num_train_timesteps: int) -> None:
@@ -387,6 +395,7 @@ SCHEDULER_CLASSES: dict[str, type[FourMNoiseScheduler]] = {"ddpm": FourMDDPMSche
 __all__ = [
     "BETA_SCHEDULE_FUNCTIONS",
     "check_generator",
+    "check_same_shape_floats",
     "check_timesteps",
     "SCHEDULER_CLASSES",
     "TIMESTEP_SPACINGS",
