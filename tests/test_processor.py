@@ -250,7 +250,7 @@ def test_save_and_load_with_modality_tokenizers(
 @pytest.mark.parametrize(
     "inputs, error, message",
     [
-        ({"tok_rgb@32": torch.full((1, 16), 64)}, ValueError, r"tok_rgb@32: token ids must be in \[0, 64\)"),
+        ({"tok_rgb@32": torch.full((1, 16), 64)}, ValueError, r"tok_rgb@32 token ids must lie in \[0, 64\)"),
         ({"tok_semseg@32": np.zeros((1, 32, 32), np.int64)}, ValueError, r"tok_semseg@32: no VQ model"),
         ({"tok_rgb@32": np.zeros((1, 32, 32, 4), np.uint8)}, ValueError, "expected an image with 3 channel"),
         ({"tok_rgb@32": np.zeros((4, 4, 3), np.uint8)}, ValueError, "smaller than one 8x8 patch"),

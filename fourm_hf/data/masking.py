@@ -755,12 +755,16 @@ class SeededMaskingDataset(Dataset):
     """
 
     def __init__(self, dataset: Any, seed: int = 0):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            raise TypeError(
+                f"dataset must be a map-style dataset (with __getitem__ and __len__), got {type(dataset).__name__}."
+            )
         self.dataset = dataset
-        self.seed = seed
+        self.seed = check_int(seed, "seed", minimum=0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch = check_int(epoch, "epoch", minimum=0)
 
     def __len__(self) -> int:
         return len(self.dataset)

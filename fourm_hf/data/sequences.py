@@ -78,6 +78,8 @@ class SpecialTokens:
     def from_tokenizer(cls, tokenizer: Any) -> SpecialTokens:
         """Read the ids from a text tokenizer: its `pad_token_id`, `eos_token_id` and the `[S_0]`, `[S_1]`, ... of
         its vocabulary (`get_vocab()`), e.g. a [`FourMTokenizer`]."""
+        if not callable(getattr(tokenizer, "get_vocab", None)):
+            raise TypeError(f"tokenizer must be a text tokenizer (with get_vocab), got {type(tokenizer).__name__}.")
         vocab = tokenizer.get_vocab()
         sentinels = []
         while sentinel_token(len(sentinels)) in vocab:

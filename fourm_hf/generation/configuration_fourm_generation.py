@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -328,6 +329,17 @@ class FourMGenerationConfig(GenerationConfig):
             raise TypeError(f"special_tokens must be a SpecialTokens, got {type(value).__name__}.")
         self.pad_token_id, self.eos_token_id = value.pad_id, value.eos_id
         self.sentinel_token_ids = list(value.sentinel_ids)
+
+    def update(self, defaults_only: bool = False, allow_custom_entries: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """`GenerationConfig.update` (returns the unused kwargs); when the new values fail validation the config is
+        left as it was."""
+        state = copy.deepcopy(self.__dict__)
+        try:
+            return super().update(defaults_only=defaults_only, allow_custom_entries=allow_custom_entries, **kwargs)
+        except (TypeError, ValueError):
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
 
     @property
     def modality_specs(self) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
+from ..checks import check_number
+
 # Temperatures below this are greedy (argmax), as in the official sampler.
 GREEDY_TEMPERATURE = 1e-10
 
@@ -26,9 +28,15 @@ class FourMGuidanceLogitsProcessor(LogitsProcessor):
     """
 
     def __init__(self, weights: Sequence[float]):
-        self.weights = [float(w) for w in weights]
+        self.weights = [float(check_number(w, f"weights[{i}]")) for i, w in enumerate(_non_empty(weights, "weights"))]
 
     def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor) -> torch.Tensor:
+        num_passes = len(self.weights) + 1
+        if scores.dim() != 2 or scores.shape[0] % num_passes:
+            raise ValueError(
+                f"scores must stack {num_passes} passes of equal size (weights + the unconditional pass) as "
+                f"(passes * rows, vocab), got shape {tuple(scores.shape)}."
+            )
         passes = scores.view(len(self.weights) + 1, -1, scores.shape[-1])  # (P, R, V)
         uncond, cond = passes[-1], passes[:-1]
         weights = torch.tensor(self.weights, dtype=scores.dtype, device=scores.device)[:, None, None]
@@ -44,12 +52,19 @@ class FourMTemperatureScheduleLogitsWarper(LogitsProcessor):
     """
 
     def __init__(self, temperatures: Sequence[float]):
-        if any(t <= 0 for t in temperatures):
-            raise ValueError(f"Temperatures must be > 0 (use greedy decoding for 0), got {list(temperatures)}.")
-        self.temperatures = [float(t) for t in temperatures]
+        self.temperatures = [
+            float(check_number(t, f"temperatures[{i}] (use greedy decoding for 0)", 0, open_minimum=True))
+            for i, t in enumerate(_non_empty(temperatures, "temperatures"))
+        ]
 
     def __call__(self, input_ids: torch.LongTensor | None, scores: torch.Tensor, cur_step: int) -> torch.Tensor:
         return scores / self.temperatures[cur_step]
+
+
+def _non_empty(values: Sequence[float], name: str) -> list:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {values!r}.")
+    return list(values)
 
 
 def sampling_warpers(

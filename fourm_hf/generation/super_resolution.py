@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..modalities import Modalities
+from ..models.fourm.configuration_fourm import FourMConfig
 from .configuration_fourm_generation import FourMGenerationConfig
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ def generate_with_super_resolution(
     resolution than a base output of its family), run with `seed + 1` (as the demo). Returns the SR model's output
     dict (the base outputs it takes as inputs, plus the super-resolved modalities).
     """
+    for name, value in (("model", model), ("sr_model", sr_model)):
+        if not (callable(getattr(value, "generate", None)) and isinstance(getattr(value, "config", None), FourMConfig)):
+            raise TypeError(f"{name} must be a 4M model (FourMForMaskedModeling), got {type(value).__name__}.")
     if generation_config is None:
         generation_config = FourMGenerationConfig.demo_recipe(model.config, list(modalities))
     if seed is None:

@@ -44,7 +44,7 @@ from ...modalities import (
     get_modality,
     spec_from_dict,
 )
-from ..modeling_utils import check_finite, check_not_empty
+from ..modeling_utils import check_finite, check_not_empty, check_range
 from .image_processing_fourm import FourMImageProcessor
 from .tokenization_fourm import FourMTokenizer
 from .validation_fourm import check_modality_entry
@@ -53,8 +53,6 @@ logger = logging.get_logger(__name__)
 
 
 def _checked_vq_models(vq_models: Mapping[str, PreTrainedModel], specs: Mapping[str, ModalitySpec]) -> dict[str, PreTrainedModel]:
-    if not isinstance(vq_models, Mapping):
-        raise TypeError(f"vq_models must be a dict {{modality name: VQ model}}, got {type(vq_models).__name__}.")
     for name, model in vq_models.items():
         info = specs[name]
         if info.kind != IMAGE_TOKENS:
@@ -164,6 +162,9 @@ class FourMProcessor(ProcessorMixin):
         **kwargs,
     ):
         super().__init__(image_processor, tokenizer, **kwargs)
+        for argument, value in (("vq_models", vq_models), ("modality_specs", modality_specs)):
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(f"{argument} must be a dict keyed by modality name, got {type(value).__name__}.")
         vq_models = dict(vq_models or {})
         saved = dict(modality_specs or {})
         names = dict.fromkeys([*saved, *vq_models, f"rgb@{image_processor.image_size}"])
@@ -333,11 +334,7 @@ class FourMProcessor(ProcessorMixin):
         tokens = tokens.reshape(tokens.shape[0], -1)  # (B, h, w) or (B, heads, 1, 1) -> (B, N)
         if tokens.shape[1] != info.num_tokens:
             raise ValueError(f"{info.name}: expected {info.num_tokens} tokens per sample, got {tokens.shape[1]}.")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= info.vocab_size):
-            raise ValueError(
-                f"{info.name}: token ids must be in [0, {info.vocab_size}), got [{int(tokens.min())}, "
-                f"{int(tokens.max())}]."
-            )
+        check_range(tokens, f"{info.name} token ids", info.vocab_size)
         return tokens
 
     def _encode_sequence(self, info: ModalitySpec, value: Any) -> dict[str, torch.Tensor]:

@@ -16,6 +16,8 @@ from .configuration_fourm import FourMConfig
 # The entries of one modality in the forward contract.
 ENTRY_KEYS = ("tensor", "input_mask", "target_mask", "decoder_attention_mask")
 MASK_KEYS = ENTRY_KEYS[1:]
+# Float dtypes autocast converts for the model (float64 it leaves alone).
+AUTOCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # Keyword arguments `Trainer` passes to a forward that takes `**kwargs`; the 4M forwards do not use them.
 TRAINER_KWARGS = frozenset({"num_items_in_batch"})
 
@@ -176,7 +178,8 @@ def _check_tensor(info: ModalitySpec, tensor: torch.Tensor, dtype: torch.dtype |
             hint = " (0-255 images go through FourMProcessor / FourMImageProcessor first)"
             hint = hint if info.kind == PIXELS else ""
             raise TypeError(f"{name} expects floating-point {what}, got {tensor.dtype}{hint}.")
-        if dtype is not None and tensor.dtype != dtype and not torch.is_autocast_enabled(tensor.device.type):
+        autocast = torch.is_autocast_enabled(tensor.device.type) and tensor.dtype in AUTOCAST_DTYPES
+        if dtype is not None and tensor.dtype != dtype and not autocast:
             raise TypeError(
                 f"{name}: {what} are {tensor.dtype} but the model runs in {dtype}; convert them with .to(model.dtype)."
             )
