@@ -96,6 +96,11 @@ def test_collator_refuses_bad_samples(collator, samples, error, message):
         collator(samples)
 
 
+def test_mask_sample_takes_a_generator(collator):
+    with pytest.raises(TypeError, match=r"rng must be a numpy.random.Generator \(np.random.default_rng\(seed\)\)"):
+        collator.mask_sample(SAMPLE, rng=5)
+
+
 def test_collator_reads_tensors_and_reports_cut_sequences(caplog):
     collator = FourMMaskingCollator(MaskingMixture.from_dict(MIXTURE, input_tokens=64, target_tokens=64), seed=0)
     batch = collator([{**SAMPLE, "caption": torch.tensor([1010, 1011, 3])}])

@@ -170,6 +170,7 @@ def test_processor_call_errors(processor, kwargs, error, message):
 
 
 def test_processor_accepts_one_target_name_and_token_id_lists(processor):
+    assert list(processor(text="a dog", targets=None)) == ["caption"]
     batch = processor(text="a dog", targets="det", inputs={"tok_rgb@32": [list(range(16))]})
     assert set(batch) == {"caption", "det", "tok_rgb@32"} and batch["tok_rgb@32"]["tensor"].tolist() == [
         list(range(16))

@@ -60,6 +60,7 @@ def pose(**fields) -> HumanPose:
         (lambda: boxes_to_text([BOX], ["v0=3"]), ValueError, "label 0 must be a class name without value or special"),
         (lambda: boxes_to_text([BOX], [""]), ValueError, "label 0 must be a class name"),
         (lambda: boxes_to_text([BOX], ["dog"], num_bins=1), ValueError, "num_bins must be >= 2, got 1"),
+        (lambda: boxes_to_text([BOX], ["dog"], sort="yes"), TypeError, "sort must be True or False, got str"),
         (lambda: boxes_to_text([BOX], ["dog"], num_bins=10.0), TypeError, "num_bins must be an integer, got float"),
         # metadata
         (lambda: metadata_to_text([("brightness", 3)]), TypeError, r"metadata must be a dict \{field name: value\}"),

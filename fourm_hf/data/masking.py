@@ -647,6 +647,10 @@ class FourMMaskingCollator:
             raise TypeError(f"a sample must be a dict {{modality name: data}}, got {type(sample).__name__}.")
         if rng is None:
             rng = np.random.default_rng(sample["masking_seed"]) if "masking_seed" in sample else self.rng
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(
+                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}."
+            )
         missing = [name for name in self.infos if name not in sample]
         if missing:
             raise ValueError(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from transformers.utils import logging
 
-from ..checks import check_int, check_number, close_match
+from ..checks import check_bool, check_int, check_number, close_match
 
 logger = logging.get_logger(__name__)
 
@@ -143,6 +143,7 @@ def boxes_to_text(
     """
     boxes, labels = _check_list(boxes, "det: boxes"), _check_list(labels, "det: labels")
     _check_bins(num_bins)
+    check_bool(sort, "sort")
     if len(boxes) != len(labels):
         raise ValueError(f"det: got {len(boxes)} boxes but {len(labels)} labels.")
     items = []

@@ -195,7 +195,7 @@ class FourMProcessor(ProcessorMixin):
         images: Any = None,
         text: str | Sequence[str] | None = None,
         inputs: Mapping[str, Any] | None = None,
-        targets: Sequence[str] = (),
+        targets: Sequence[str] | None = (),
         target_lengths: Mapping[str, int] | None = None,
         batch_size: int | None = None,
     ) -> Modalities:
@@ -253,7 +253,7 @@ class FourMProcessor(ProcessorMixin):
 
     def _check_targets(self, targets: Any, target_lengths: Any) -> list[str]:
         """The target names (known, each once) and their lengths (for sequence targets that are in `targets`)."""
-        targets = check_names(targets, "targets")
+        targets = [] if targets is None else check_names(targets, "targets")
         repeated = sorted({name for name in targets if targets.count(name) > 1})
         if repeated:
             raise ValueError(f"targets lists {repeated} more than once.")

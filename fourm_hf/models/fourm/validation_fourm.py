@@ -1,4 +1,5 @@
-"""The input checks of 4M: one validation of the modality dict, shared by `forward`, the task heads and `generate`."""
+"""The input checks of 4M: one validation of the modality dict, shared by `forward`, the task heads, `generate` and
+the processor's `postprocess`."""
 
 from __future__ import annotations
 
