@@ -596,3 +596,22 @@ def test_divae_denoise_names_its_own_arguments(divae):
         divae.denoise(PIXELS, 5, torch.zeros(1, 3, 4, 4))
     with pytest.raises(TypeError, match=r"condition_mask must be a bool tensor or None, got Tensor torch\.int64"):
         divae.denoise(PIXELS, 5, torch.zeros(1, 8, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "config_class, fields, message",
+    [
+        (FourMConfig, dict(hiden_size=64), r"FourMConfig has no field 'hiden_size'\. Did you mean 'hidden_size'\?"),
+        (FourMConfig, dict(num_encoder_layer=2), r"Did you mean 'num_encoder_layers'\?"),
+        (FourMVQVAEConfig, dict(codebok_size=64), r"FourMVQVAEConfig has no field 'codebok_size'\. Did you mean"),
+        (FourMDiVAEConfig, dict(num_train_timestep=10), r"Did you mean 'num_train_timesteps'\?"),
+    ],
+)
+def test_configs_refuse_misspelt_fields(config_class, fields, message):
+    with pytest.raises(TypeError, match=message):
+        config_class(**fields)
+
+
+def test_configs_keep_other_extra_attributes():
+    config = FourMConfig(**TINY_FOURM, head_hidden_size=8, my_note="kept")
+    assert (config.head_hidden_size, config.my_note) == (8, "kept")

@@ -7,6 +7,7 @@ files with errors that name the file (missing, not JSON, not an object).
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import types
@@ -25,6 +26,9 @@ AT_LEAST_ONE = {"minimum": 1}
 NON_NEGATIVE = {"minimum": 0}
 RATE = {"minimum": 0, "maximum": 1, "open_maximum": True}  # dropout and drop-path rates
 FRACTION = {"minimum": 0, "maximum": 1}
+# similarity (difflib ratio) above which an unknown keyword argument is taken for a misspelt field; high enough that
+# task-head options such as `head_hidden_size` never match `hidden_size` (0.81)
+MISSPELLING_CUTOFF = 0.85
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -89,8 +93,19 @@ class FourMPreTrainedConfig(PreTrainedConfig):
     _field_ranges = {}  # field name -> `check_number` bounds (not annotated: not a dataclass field)
 
     def __post_init__(self, **kwargs):
+        self._check_misspelled_fields(kwargs)
         self.check_fields()
         super().__post_init__(**kwargs)
+
+    def _check_misspelled_fields(self, extra: dict[str, Any]) -> None:
+        """Refuse an extra keyword argument that is a near miss of a field (`hiden_size`): transformers would keep
+        it as a stray attribute and the field its default. Other extras (task-head options, custom attributes)
+        pass."""
+        fields = list(_own_field_types(type(self)))
+        for key in extra:
+            match = difflib.get_close_matches(key, fields, n=1, cutoff=MISSPELLING_CUTOFF)
+            if match and not key.startswith("_"):
+                raise TypeError(f"{type(self).__name__} has no field {key!r}. Did you mean {match[0]!r}?")
 
     @property
     def num_labels(self) -> int | None:
