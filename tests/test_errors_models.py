@@ -421,8 +421,8 @@ def test_scheduler_rejects(call, error, message):
 @pytest.mark.parametrize(
     "head, pixel_values, error, message",
     [
-        ("classification", torch.zeros(0, 3, 224, 224), ValueError, r"pixel_values is an empty batch"),
-        ("segmentation", torch.zeros(0, 3, 224, 224), ValueError, r"pixel_values is an empty batch"),
+        ("classification", torch.zeros(0, 3, 224, 224), ValueError, r"rgb@224: the tensor is an empty batch"),
+        ("segmentation", torch.zeros(0, 3, 224, 224), ValueError, r"rgb@224: the tensor is an empty batch"),
         (
             "classification",
             torch.zeros(1, 3, 200, 200),
@@ -430,7 +430,7 @@ def test_scheduler_rejects(call, error, message):
             r"pixel_values of shape \(1, 3, 200, 200\) match no pixel modality",
         ),
         ("depth", torch.zeros(1, 3, 224, 224, dtype=torch.uint8), TypeError, r"rgb@224 expects floating-point pixels"),
-        ("depth", torch.full((1, 3, 224, 224), math.nan), ValueError, r"pixel_values holds 150528 NaN"),
+        ("depth", torch.full((1, 3, 224, 224), math.nan), ValueError, r"rgb@224: pixels holds 150528 NaN"),
     ],
 )
 def test_heads_reject_pixels(heads, head, pixel_values, error, message):

@@ -30,7 +30,7 @@ from transformers.utils import logging
 from ...checks import check_bool, check_choice, check_int, check_number
 from ...conversion.hub import hub_kwargs
 from ...modalities import PIXELS
-from ..modeling_utils import check_finite, check_not_empty
+from ..modeling_utils import check_finite
 from .configuration_fourm import FourMConfig
 from .modeling_fourm import FourMEncoder, FourMEncoderOutput, FourMPreTrainedModel, check_modalities
 
@@ -143,9 +143,6 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         """The encoder's pixel modality for `pixel_values` of shape (B, C, S, S), chosen by resolution."""
         if not isinstance(pixel_values, torch.Tensor):
             raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}.")
-        owner = type(self).__name__
-        if pixel_values.dim() == 4:
-            check_not_empty(pixel_values, "pixel_values", owner)
         options = {}
         for name in self.config.encoder_modalities:
             info = self.config.modality(name)
@@ -154,9 +151,7 @@ class FourMTaskPreTrainedModel(FourMPreTrainedModel):
         shape = tuple(pixel_values.shape)
         for name, expected in options.items():
             if pixel_values.dim() == 4 and shape[1:] == expected:
-                if pixel_values.is_floating_point():
-                    check_finite(pixel_values, "pixel_values", owner)
-                return name
+                return name  # its values (empty batch, dtype, NaN) are checked with the other inputs in `encode`
         raise ValueError(
             f"pixel_values of shape {shape} match no pixel modality of the model; expected (batch, C, S, S) with "
             f"{options} (resize the images, or register a pixel modality of that size and build the model with it)."
