@@ -1,8 +1,9 @@
 """`FourMPreTrainedConfig`: the base of every fourm_hf model config (4M models, task heads, VQ models).
 
 It checks each field on construction (its type from the annotation, its range from `_field_ranges`), so that a wrong
-value fails where it is given, naming the field, what was expected and what was given; and it reads `config.json`
-files with errors that name the file (missing, not JSON, not an object).
+value fails where it is given, naming the field, what was expected and what was given (a misspelt field name gets
+its close match); and it reads `config.json` files with errors that name the file (missing, not JSON, not an object,
+another model type).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class FourMPreTrainedConfig(PreTrainedConfig):
         cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """transformers' `get_config_dict`, refusing a source without a `config.json` (transformers would build a
-        default config from nothing)."""
+        default config from nothing) or whose config is of another model type (transformers only warns)."""
         source = check_source(pretrained_model_name_or_path)
         config_dict, kwargs = super().get_config_dict(source, **kwargs)
         if not config_dict:
