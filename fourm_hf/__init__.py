@@ -14,6 +14,7 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .data.masking import (
     FourMMaskingCollator,
@@ -66,6 +67,8 @@ from .models.fourm_vq.modeling_fourm_vq import (
     FourMVQVAEOutput,
 )
 from .models.fourm_vq.scheduling_fourm_divae import FourMDDIMScheduler, FourMDDPMScheduler
+from .pipelines import FourMAnyToAnyPipeline
+from .pipelines import TASK as ANY_TO_ANY_TASK
 
 __version__ = "0.1.0"
 
@@ -82,8 +85,12 @@ AutoModelForDepthEstimation.register(FourMConfig, FourMForDepthEstimation, exist
 AutoTokenizer.register(FourMConfig, fast_tokenizer_class=FourMTokenizer, exist_ok=True)
 AutoImageProcessor.register(FourMConfig, image_processor_classes={"pil": FourMImageProcessor}, exist_ok=True)
 AutoProcessor.register(FourMConfig, FourMProcessor, exist_ok=True)
+PIPELINE_REGISTRY.register_pipeline(
+    ANY_TO_ANY_TASK, pipeline_class=FourMAnyToAnyPipeline, pt_model=FourMForMaskedModeling, type="multimodal"
+)
 
 __all__ = [
+    "ANY_TO_ANY_TASK",
     "FAMILIES",
     "LORA_TARGET_MODULES",
     "MODALITIES",
@@ -95,6 +102,7 @@ __all__ = [
     "FourMDiVAEConfig",
     "FourMDiVAEOutput",
     "FourMEncoderModel",
+    "FourMAnyToAnyPipeline",
     "FourMEncoderOutput",
     "FourMForDepthEstimation",
     "FourMForImageClassification",

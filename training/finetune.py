@@ -2,8 +2,10 @@
 
 Works on any `datasets` dataset with an image column and a label column (a class id, a class-id map, or a depth map),
 from the Hub or a local directory written by `save_to_disk`. The encoder comes from any 4M checkpoint, native or
-official apple/ml-4m layout; the head starts fresh. Images are resized to the resolution of the model's pixel
-modality (224 for `rgb@224`) and normalised with the ImageNet statistics, using PIL and NumPy only.
+official apple/ml-4m layout; the head starts fresh. Images are resized whole (no crop, bilinear) to the resolution of
+the model's pixel modality (224 for `rgb@224`) and normalised with the ImageNet statistics by a `FourMImageProcessor`,
+which is saved beside the model: `pipeline("image-classification" | "image-segmentation" | "depth-estimation",
+model=output_dir)` then preprocesses images exactly as training did.
 
     python training/finetune.py --task image-classification --model_name_or_path EPFL-VILAB/4M-7_B_CC12M \
         --dataset_name imagenet-1k --output_dir out --do_train --do_eval --bf16 \
@@ -28,13 +30,14 @@ import torch
 from datasets import ClassLabel, DatasetDict, Value, load_dataset, load_from_disk
 from PIL import Image
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers.image_utils import PILImageResampling
 
 from fourm_hf import (
     LORA_TARGET_MODULES,
     FourMForDepthEstimation,
     FourMForImageClassification,
     FourMForSemanticSegmentation,
+    FourMImageProcessor,
     layer_decay_param_groups,
 )
 from fourm_hf.checks import (
@@ -51,7 +54,7 @@ from fourm_hf.evaluation.metrics import (
     depth_compute_metrics,
     segmentation_compute_metrics,
 )
-from fourm_hf.modalities import PIXELS
+from fourm_hf.modalities import PIXELS, ModalitySpec
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ TASKS = {
     "semantic-segmentation": FourMForSemanticSegmentation,
     "depth-estimation": FourMForDepthEstimation,
 }
-IMAGENET_MEAN = np.array(IMAGENET_DEFAULT_MEAN, dtype=np.float32)
-IMAGENET_STD = np.array(IMAGENET_DEFAULT_STD, dtype=np.float32)
 
 
 @dataclass
@@ -118,13 +119,19 @@ class DataTrainingArguments:
         check_local_path(self.dataset_name, "--dataset_name", "local dataset directory")
 
 
-def to_pixel_values(image, size: int, flip: bool) -> np.ndarray:
-    """PIL image or array -> (3, size, size) float32, ImageNet-normalised."""
+def build_image_processor(pixels: ModalitySpec, size: int) -> FourMImageProcessor:
+    """The image processor of the fine-tuned model: the whole image resized to `size` (bilinear, no crop) and
+    ImageNet-normalised; saved beside the model for transformers' pipelines."""
+    return FourMImageProcessor(
+        image_size=size, patch_size=pixels.patch_size, resample=PILImageResampling.BILINEAR, do_center_crop=False
+    )
+
+
+def to_pixel_values(image_processor: FourMImageProcessor, image, flip: bool) -> np.ndarray:
+    """PIL image or array -> (3, size, size) float32, ImageNet-normalised, mirrored when `flip`."""
     image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    array = (np.asarray(image, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    array = array[:, ::-1] if flip else array
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    array = image_processor.preprocess_rgb(image)[0]
+    return np.ascontiguousarray(array[:, :, ::-1]) if flip else array
 
 
 def to_label_map(label, size: int, flip: bool, dtype: np.dtype) -> np.ndarray:
@@ -137,14 +144,17 @@ def to_label_map(label, size: int, flip: bool, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(resized).astype(dtype)
 
 
-def make_transform(task: str, data_args: DataTrainingArguments, size: int, train: bool, seed: int):
+def make_transform(
+    task: str, data_args: DataTrainingArguments, image_processor: FourMImageProcessor, train: bool, seed: int
+):
     """A batched `with_transform` function producing `pixel_values` and `labels` (random flips when training)."""
     rng = np.random.default_rng(seed)
+    size = image_processor.image_size
 
     def transform(batch: dict) -> dict:
         images, labels = batch[data_args.image_column_name], batch[data_args.label_column_name]
         flips = rng.random(len(images)) < 0.5 if train else np.zeros(len(images), dtype=bool)
-        out = {"pixel_values": [to_pixel_values(im, size, f) for im, f in zip(images, flips)]}
+        out = {"pixel_values": [to_pixel_values(image_processor, im, f) for im, f in zip(images, flips)]}
         if task == "image-classification":
             out["labels"] = labels
         elif task == "semantic-segmentation":
@@ -242,12 +252,13 @@ def build_model(model_args: ModelArguments, dataset: DatasetDict, label_column: 
     return model
 
 
-def model_image_size(model) -> int:
+def pixel_modality(model) -> ModalitySpec:
+    """The spec of the model's first pixel input (e.g. `rgb@224`)."""
     config = model.config
     for name in config.encoder_modalities:
         info = config.modality(name)
         if info.kind == PIXELS:
-            return info.image_size
+            return info
     raise ValueError(f"The model has no pixel modality; its encoder takes {config.encoder_modalities}.")
 
 
@@ -261,9 +272,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     dataset = load_splits(data_args, training_args.seed, model_args.task)
     model = build_model(model_args, dataset, data_args.label_column_name)
-    size = data_args.image_size or model_image_size(model)
-    dataset["train"].set_transform(make_transform(model_args.task, data_args, size, True, training_args.seed))
-    dataset["validation"].set_transform(make_transform(model_args.task, data_args, size, False, training_args.seed))
+    pixels = pixel_modality(model)
+    image_processor = build_image_processor(pixels, data_args.image_size or pixels.image_size)
+    for split, train in (("train", True), ("validation", False)):
+        transform = make_transform(model_args.task, data_args, image_processor, train, training_args.seed)
+        dataset[split].set_transform(transform)
 
     metrics_kwargs = {"compute_metrics": classification_compute_metrics}
     if model_args.task == "semantic-segmentation":
@@ -289,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = Trainer(
         model=model,
         args=training_args,
+        processing_class=image_processor,  # saved beside the model (and in checkpoints) for the pipelines
         train_dataset=dataset["train"] if training_args.do_train else None,
         eval_dataset=dataset["validation"] if training_args.do_eval else None,
         **metrics_kwargs,

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
@@ -388,6 +390,72 @@ class FourMImageProcessor(BaseImageProcessor):
             raise ValueError(f"semseg: expected integer class ids of shape (B, H, W), got {array.dtype} {array.shape}.")
         array = array.astype(np.int64)
         return np.where(array == 0, self.semseg_void_label, array - 1)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Head outputs back to the original images (transformers' pipelines call these)
+
+    def to_original_geometry(self, maps: torch.Tensor, target_size: tuple[int, int]) -> torch.Tensor:
+        """Per-pixel maps `(C, S, S)` predicted on a preprocessed image -> `(C, H, W)` on the original `H x W` image
+        (bilinear). The inverse of the preprocessing geometry: without centre crop the whole image was resized; with
+        it the maps cover the central square, and the border columns / rows outside it repeat the nearest prediction.
+        """
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 3:
+            shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+            raise ValueError(f"maps must be a tensor of shape (C, S, S), got {shape}.")
+        if (
+            not isinstance(target_size, (tuple, list))
+            or len(target_size) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in target_size)
+        ):
+            raise ValueError(f"target_sizes must hold (height, width) pairs of positive integers, got {target_size!r}.")
+        height, width = target_size
+        side = min(height, width) if self.do_center_crop else None
+        size = (side, side) if side else (height, width)
+        resized = F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)
+        if side:
+            top, left = (height - side) // 2, (width - side) // 2
+            padding = (left, width - side - left, top, height - side - top)
+            resized = F.pad(resized, padding, mode="replicate")
+        return resized[0]
+
+    def _target_sizes(self, batch_size: int, target_sizes: Sequence[tuple[int, int]] | None) -> list:
+        """One `(height, width)` per sample, or `None` per sample to keep the model's resolution."""
+        if target_sizes is None:
+            return [None] * batch_size
+        if isinstance(target_sizes, torch.Tensor):
+            target_sizes = target_sizes.tolist()
+        if not isinstance(target_sizes, (list, tuple)) or len(target_sizes) != batch_size:
+            given = len(target_sizes) if isinstance(target_sizes, (list, tuple)) else type(target_sizes).__name__
+            raise ValueError(f"target_sizes must hold one (height, width) per image ({batch_size}), got {given}.")
+        return [tuple(size) if isinstance(size, (list, tuple)) else size for size in target_sizes]
+
+    def post_process_semantic_segmentation(
+        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> list[torch.Tensor]:
+        """Segmentation logits `(B, num_labels, S, S)` (`outputs.logits`) -> one class-id map per image, `(H, W)` at
+        its `target_sizes` entry (the original image size) or `(S, S)` without `target_sizes`."""
+        logits = getattr(outputs, "logits", None)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
+            raise ValueError("outputs must have `logits` of shape (batch, num_labels, height, width).")
+        sizes = self._target_sizes(logits.shape[0], target_sizes)
+        return [
+            (sample if size is None else self.to_original_geometry(sample, size)).argmax(dim=0)
+            for sample, size in zip(logits, sizes)
+        ]
+
+    def post_process_depth_estimation(
+        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Depth `(B, S, S)` (`outputs.predicted_depth`) -> `[{"predicted_depth": (H, W)}]`, one per image, at its
+        `target_sizes` entry (the original image size) or `(S, S)` without `target_sizes`."""
+        depth = getattr(outputs, "predicted_depth", None)
+        if not isinstance(depth, torch.Tensor) or depth.dim() != 3:
+            raise ValueError("outputs must have `predicted_depth` of shape (batch, height, width).")
+        sizes = self._target_sizes(depth.shape[0], target_sizes)
+        return [
+            {"predicted_depth": sample if size is None else self.to_original_geometry(sample[None], size)[0]}
+            for sample, size in zip(depth, sizes)
+        ]
 
 
 __all__ = ["FourMImageProcessor"]
