@@ -69,6 +69,7 @@ from fourm_hf import (
     register_modality,
 )
 from fourm_hf.checks import check_int, check_number
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
 from fourm_hf.evaluation.metrics import mean_iou
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
@@ -85,40 +86,47 @@ OBJECT_CLASSES = tuple(range(SYNTHETIC_CLASSES.index(SHAPES[0]), NUM_CLASSES))  
 # Settings
 
 
+def setting(default: float, help: str) -> Any:
+    """A field of `DemoSettings` with the help text of its command-line flag."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass
 class DemoSettings:
     """Every size and length of the demo. The defaults are the `--quick` run."""
 
-    image_size: int = 64
-    patch_size: int = 8
-    num_train: int = 10000
-    num_eval: int = 200
-    num_grid: int = 6
-    seed: int = 0
+    image_size: int = setting(64, "scene side in pixels")
+    patch_size: int = setting(8, "pixels per token side (tokens per side = image_size / patch_size)")
+    num_train: int = setting(10000, "training scenes")
+    num_eval: int = setting(200, "held-out scenes the metrics are computed on")
+    num_grid: int = setting(6, "held-out scenes shown in grid.png")
+    seed: int = setting(0, "seed of the scenes, the training runs and the generation")
     # modality tokenizers (VQ-VAEs)
-    tokenizer_hidden_size: int = 64
-    tokenizer_layers: int = 2
-    tokenizer_steps: int = 500
-    tokenizer_batch_size: int = 64
-    tokenizer_learning_rate: float = 2e-3
-    rgb_codebook_size: int = 256
-    depth_codebook_size: int = 256
-    semseg_codebook_size: int = 256
-    rgb_salient_emphasis: float = 1.5
+    tokenizer_hidden_size: int = setting(64, "width of the VQ-VAEs")
+    tokenizer_layers: int = setting(2, "encoder and decoder layers of each VQ-VAE")
+    tokenizer_steps: int = setting(500, "training steps of each VQ-VAE")
+    tokenizer_batch_size: int = setting(64, "scenes per VQ-VAE training step")
+    tokenizer_learning_rate: float = setting(2e-3, "learning rate of the VQ-VAEs")
+    rgb_codebook_size: int = setting(256, "codes of the RGB VQ-VAE")
+    depth_codebook_size: int = setting(256, "codes of the depth VQ-VAE")
+    semseg_codebook_size: int = setting(256, "codes of the segmentation VQ-VAE")
+    rgb_salient_emphasis: float = setting(
+        1.5, "extra weight of the RGB VQ-VAE's loss on pixels far from the mean image (0: plain MSE)"
+    )
     # the 4M
-    hidden_size: int = 128
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    steps: int = 1800
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    warmup_fraction: float = 0.05
-    input_tokens: int = 64
-    target_tokens: int = 96
+    hidden_size: int = setting(128, "width of the 4M")
+    encoder_layers: int = setting(3, "encoder layers of the 4M")
+    decoder_layers: int = setting(3, "decoder layers of the 4M")
+    steps: int = setting(1800, "pre-training steps of the 4M")
+    batch_size: int = setting(32, "scenes per pre-training step")
+    learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
+    warmup_fraction: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
+    input_tokens: int = setting(64, "encoder tokens per scene in pre-training")
+    target_tokens: int = setting(96, "decoder (target) tokens per scene in pre-training")
     # generation
-    caption_to_rgb_steps: int = 8
-    caption_to_rgb_temperature: float = 1.0
-    caption_to_rgb_guidance: float = 3.0
+    caption_to_rgb_steps: int = setting(8, "ROAR steps of caption -> RGB generation")
+    caption_to_rgb_temperature: float = setting(1.0, "sampling temperature of caption -> RGB")
+    caption_to_rgb_guidance: float = setting(3.0, "classifier-free guidance scale of caption -> RGB (0: none)")
 
     def __post_init__(self):
         """Every setting in range before any work starts: sizes and counts positive (the seed non-negative), rates
@@ -162,23 +170,25 @@ PRESETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--quick", dest="preset", action="store_const", const="quick", help="the default run")
     preset.add_argument("--long", dest="preset", action="store_const", const="long", help="a longer, better run")
     parser.set_defaults(preset="quick")
-    parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output_dir", default="outputs/demo", help="where the models, metrics and grid go")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (not given: torch's choice)")
     parser.add_argument("--keep_cache", action="store_true", help="keep the rendered and pre-tokenised scenes")
     for field in dataclasses.fields(DemoSettings):
-        parser.add_argument(f"--{field.name}", type={"int": int, "float": float}[field.type], default=None)
+        quick, long = getattr(PRESETS["quick"], field.name), getattr(PRESETS["long"], field.name)
+        parser.add_argument(
+            f"--{field.name}", type={"int": int, "float": float}[field.type], default=argparse.SUPPRESS,
+            help=f"{field.metadata['help']} (default: {quick} with --quick, {long} with --long)",
+        )
     args = parser.parse_args(argv)
     if args.threads is not None:
         check_int(args.threads, "--threads", minimum=1)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)}
-    settings = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings) if hasattr(args, f.name)}
+    settings = dataclasses.replace(PRESETS[args.preset], **overrides)
     return settings, args
 
 

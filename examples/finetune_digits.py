@@ -29,6 +29,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from fourm_hf import FourMConfig, FourMForImageClassification, register_modality
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.evaluation.metrics import classification_compute_metrics
 
 IMAGE_SIZE = 32
@@ -64,15 +65,15 @@ class DigitsCollator:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default="/tmp/fourm_digits")
-    parser.add_argument("--num_train_epochs", type=float, default=30)
-    parser.add_argument("--learning_rate", type=float, default=2e-3)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=64)
-    parser.add_argument("--hidden_size", type=int, default=64)
-    parser.add_argument("--num_layers", type=int, default=4)
-    parser.add_argument("--max_shift", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--output_dir", default="/tmp/fourm_digits", help="where the Trainer writes its outputs")
+    parser.add_argument("--num_train_epochs", type=float, default=30, help="passes over the training digits")
+    parser.add_argument("--learning_rate", type=float, default=2e-3, help="peak learning rate of AdamW")
+    parser.add_argument("--per_device_train_batch_size", type=int, default=64, help="digits per training step")
+    parser.add_argument("--hidden_size", type=int, default=64, help="width of the 4M encoder")
+    parser.add_argument("--num_layers", type=int, default=4, help="encoder layers")
+    parser.add_argument("--max_shift", type=int, default=2, help="random translation of training digits, in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the shifts")
     args = parser.parse_args()
     start, start_cpu = time.perf_counter(), time.process_time()
     set_seed(args.seed)

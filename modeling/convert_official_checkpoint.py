@@ -13,6 +13,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import FourMForMaskedModeling
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.conversion.files import check_destination, check_source
 from fourm_hf.conversion.official_fourm import read_official_checkpoint
 
@@ -32,6 +33,7 @@ native [fourm_hf](https://github.com/) layout. Numerics are identical to the off
 ```python
 import fourm_hf
 from fourm_hf import FourMForMaskedModeling
+from fourm_hf.cli import HelpFormatter
 model = FourMForMaskedModeling.from_pretrained("{dst}")
 ```
 
@@ -44,9 +46,9 @@ The fourm_hf code is Apache-2.0. The released 4M weights carry their own licence
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, checked: the source exists (or is a repo id) and the destination is not a file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("source", help="official directory, repo id or bare .safetensors file")
-    parser.add_argument("destination", type=Path)
+    parser.add_argument("destination", type=Path, help="output directory (config.json, model.safetensors, README.md)")
     args = parser.parse_args(argv)
     try:
         check_source(args.source, "source")

@@ -15,6 +15,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import load_vq_model
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.conversion.files import check_destination, check_source
 from fourm_hf.conversion.official_vq import read_official_tokenizer
 from fourm_hf.modalities import FAMILIES, vq_model_id
@@ -49,11 +50,11 @@ The fourm_hf code is Apache-2.0. The released 4M tokenizer weights carry their o
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, checked: `source` is a family with a released VQ model (replaced by its Hub id), an
     existing path or a repo id; the destination is not a file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "source", help="official directory, repo id, bare .safetensors file, or a family with a released VQ model"
     )
-    parser.add_argument("destination", type=Path)
+    parser.add_argument("destination", type=Path, help="output directory (config.json, model.safetensors, README.md)")
     args = parser.parse_args(argv)
     try:
         if args.source in FAMILIES or f"tok_{args.source}" in FAMILIES:

@@ -48,6 +48,7 @@ from fourm_hf.checks import (
     check_training_arguments,
     close_match,
 )
+from fourm_hf.cli import fill_missing_help
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -264,6 +265,7 @@ def pixel_modality(model) -> ModalitySpec:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    fill_missing_help(parser, TrainingArguments)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_training_arguments(training_args)
     training_args.remove_unused_columns = False  # the transforms read the raw image and label columns

@@ -37,6 +37,7 @@ from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
+from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 
 logger = logging.get_logger(__name__)
@@ -298,7 +299,7 @@ def run_pretraining(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = HfArgumentParser(FourMPretrainingArguments)
+    parser = fill_missing_help(HfArgumentParser(FourMPretrainingArguments), TrainingArguments)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         (args,) = parser.parse_yaml_file(argv[0]) if not argv[0].endswith(".json") else parser.parse_json_file(argv[0])

@@ -42,6 +42,7 @@ from fourm_hf.checks import (
     check_training_arguments,
     close_match,
 )
+from fourm_hf.cli import fill_missing_help
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -235,6 +236,7 @@ class WeightEMACallback(TrainerCallback):
 
 def main(argv: list[str] | None = None):
     parser = HfArgumentParser((TokenizerTrainingArguments, TrainingArguments))
+    fill_missing_help(parser, TrainingArguments)
     parser.set_defaults(
         adam_beta2=0.99, max_grad_norm=1.0, lr_scheduler_type="cosine", weight_decay=0.05,
         remove_unused_columns=False, report_to="none",
