@@ -3,6 +3,7 @@ dead-code restarts, Memcodes heads), VQ-VAE and DiVAE encode / decode, input che
 save / load."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -374,6 +375,21 @@ def test_divae_decode_shapes_and_generator():
     torch.testing.assert_close(run(0), out, atol=0, rtol=0)
     assert not torch.allclose(run(1), out)
     assert run(0, image_size=32).shape == (2, 3, 32, 32)
+
+
+def test_divae_decode_shows_a_progress_bar_that_can_be_switched_off(capsys):
+    model = tiny_divae()
+    tokens = torch.randint(0, 16, (1, 3, 2))
+
+    def run(**kwargs):
+        return model.decode(tokens, num_steps=3, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    shown = run()
+    assert re.search(r"Diffusion decoding: 100%.*3/3", capsys.readouterr().err)
+    torch.testing.assert_close(run(progress_bar=False), shown, atol=0, rtol=0)
+    assert "Diffusion decoding" not in capsys.readouterr().err
+    with pytest.raises(TypeError, match="progress_bar"):
+        run(progress_bar="no")
 
 
 @pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])

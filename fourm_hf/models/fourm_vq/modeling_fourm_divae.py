@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
 from .configuration_fourm_vq import FourMDiVAEConfig
 from ..layers import eager_attention_forward
-from ...checks import check_choice, check_int
+from ...checks import check_bool, check_choice, check_int
 from ..modeling_utils import check_finite, check_not_empty
 from .modeling_fourm_vq import RECONSTRUCTION_LOSS_FUNCTIONS, FourMVQPreTrainedModel
 from .scheduling_fourm_divae import SCHEDULER_CLASSES, FourMNoiseScheduler, check_generator, check_timesteps
@@ -350,6 +351,7 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         generator: torch.Generator | None = None,
         image_size: int | tuple[int, int] | None = None,
         timestep_spacing: str | None = None,
+        progress_bar: bool = True,
     ) -> torch.Tensor:
         """Sample images (B, C, H, W) conditioned on quantized latents (B, d, h, w).
 
@@ -364,9 +366,11 @@ class FourMDiVAE(FourMVQPreTrainedModel):
             image_size (`int` or `(int, int)`, *optional*): output size; defaults to the token grid times the
                 patch size (e.g. 14x14 tokens -> 224x224).
             timestep_spacing (`str`, *optional*): `"leading"`, `"trailing"` or `"linspace"`.
+            progress_bar (`bool`, *optional*, defaults to `True`): show a `tqdm` bar over the sampling steps.
         """
         self._check_latents(quantized_latents)
         check_generator(generator)
+        check_bool(progress_bar, "progress_bar")
         batch, _, grid_h, grid_w = quantized_latents.shape
         height, width = self._output_size(image_size, (grid_h, grid_w))
         sampler = self.get_scheduler(scheduler)
@@ -376,7 +380,7 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         draw_device = generator.device if generator is not None else torch.device("cpu")
         sample = torch.randn((batch, self.config.num_channels, height, width), generator=generator, device=draw_device)
         sample = sample.to(self.device)
-        for timestep in sampler.timesteps:
+        for timestep in tqdm(sampler.timesteps, desc="Diffusion decoding", disable=not progress_bar):
             model_output = self.decoder(sample.to(self.dtype), timestep.to(self.device), condition)
             with torch.autocast(device_type=sample.device.type, enabled=False):
                 sample = sampler.step(model_output.float(), timestep, sample, generator=generator).prev_sample
@@ -390,11 +394,12 @@ class FourMDiVAE(FourMVQPreTrainedModel):
         generator: torch.Generator | None = None,
         image_size: int | tuple[int, int] | None = None,
         timestep_spacing: str | None = None,
+        progress_bar: bool = True,
     ) -> torch.Tensor:
         """Sample images (B, C, H, W) from token ids (B, h, w); arguments as in `decode_latents`."""
         return self.decode_latents(
             self.tokens_to_latents(tokens), num_steps=num_steps, scheduler=scheduler, generator=generator,
-            image_size=image_size, timestep_spacing=timestep_spacing,
+            image_size=image_size, timestep_spacing=timestep_spacing, progress_bar=progress_bar,
         )
 
     def denoise(
