@@ -10,6 +10,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
+
+from fourm_hf import (
+    MODALITIES,
+    FourMConfig,
+    FourMDiVAE,
+    FourMDiVAEConfig,
+    FourMForMaskedModeling,
+    FourMTokenizer,
+    FourMVQVAE,
+    FourMVQVAEConfig,
+    load_vq_model,
+)
+from fourm_hf.data.synthetic import synthetic_scenes_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = [
@@ -70,3 +85,126 @@ def test_every_option_of_every_script_has_help_and_its_default(script, help_outp
     optional = {name: text for name, text in entries.items() if name.startswith("-") and name != "-h, --help"}
     missing_default = [name for name, text in optional.items() if "default" not in text]
     assert not missing_default, f"{script}: options whose help does not show the default: {missing_default}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# README.md's Python blocks
+
+# What the README names -> what the test runs instead. `{name}` is a path from `local_models`; the other entries
+# shrink data sizes so each block runs in seconds on a CPU.
+HUB_SUBSTITUTES = {
+    '"EPFL-VILAB/4M-21_B"': '"{fourm}"',
+    '"EPFL-VILAB/4M-7_B_CC12M"': '"{fourm}"',
+    '"path/to/model.safetensors"': '"{fourm}"',  # a native folder stands in for a bare official file
+    'load_vq_model("tok_rgb")': 'load_vq_model("{tok_rgb}")',
+    'load_vq_model("tok_depth")': 'load_vq_model("{tok_depth}")',
+    '"text_tokenizer_4m_wordpiece_30k.json"': '"{text_tokenizer}"',
+    "synthetic_scenes_dataset(1000,": "synthetic_scenes_dataset(4,",
+    "num_crops=4, num_shards=8": "num_crops=2, num_shards=2",
+    "num_steps=49": "num_steps=4",
+    "num_steps=25": "num_steps=3",
+}
+SKIP_MARKER = re.compile(r"<!--\s*test:\s*skip\b[^>]*-->\s*$")
+IMAGE_SIZE = 224
+
+
+def readme_python_blocks() -> list[tuple[str, str, bool]]:
+    """(heading, code, skipped) of every ```python block of README.md, in order; a block is skipped when the line
+    before it is a `<!-- test: skip (reason) -->` comment."""
+    blocks, heading, previous = [], "", ""
+    lines = (REPO / "README.md").read_text().splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        if line.strip() == "```python":
+            end = lines.index("```", index + 1)
+            blocks.append((heading, "\n".join(lines[index + 1 : end]), bool(SKIP_MARKER.match(previous))))
+            index = end
+        if line.strip():
+            previous = line
+        index += 1
+    return blocks
+
+
+def substitute(code: str, paths: dict[str, Path]) -> str:
+    for readme_text, replacement in HUB_SUBSTITUTES.items():
+        code = code.replace(readme_text, replacement.format(**{k: str(v) for k, v in paths.items()}))
+    return code
+
+
+@pytest.fixture(scope="module")
+def local_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny stand-ins, saved like their Hub counterparts: a 4M with the modalities the README uses, a diffusion RGB
+    VQ model, a depth VQ-VAE and a text tokenizer file."""
+    root = tmp_path_factory.mktemp("readme_models")
+    torch.manual_seed(0)
+    image_like = ["tok_rgb@224", "tok_depth@224", "tok_clip@224"]
+    FourMForMaskedModeling(
+        FourMConfig(
+            hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
+            encoder_modalities=["rgb@224", *image_like, "caption", "det"],
+            decoder_modalities=[*image_like, "caption", "det"],
+        )
+    ).save_pretrained(root / "fourm")
+    vit = dict(image_size=IMAGE_SIZE, patch_size=16, encoder_hidden_size=32, encoder_num_layers=1,
+               encoder_num_heads=2, latent_dim=8)
+    FourMDiVAE(
+        FourMDiVAEConfig(
+            **vit, codebook_size=MODALITIES["tok_rgb@224"].vocab_size, unet_channels=8, unet_channel_mult=(1, 2),
+            unet_num_res_blocks=1, unet_attention_resolutions=(), unet_norm_groups=4,
+        )
+    ).save_pretrained(root / "tok_rgb")
+    FourMVQVAE(
+        FourMVQVAEConfig(**vit, num_channels=1, codebook_size=MODALITIES["tok_depth@224"].vocab_size,
+                         decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2)
+    ).save_pretrained(root / "tok_depth")
+    captions = synthetic_scenes_dataset(32, height=32, width=32)["caption"]
+    tokenizer = FourMTokenizer.train_new(captions, vocab_size=5000)
+    # padded to the released vocabulary size, so every id the 4M samples decodes
+    tokenizer.add_tokens([f"unused{i}" for i in range(len(tokenizer), MODALITIES["caption"].vocab_size)])
+    tokenizer.backend_tokenizer.save(str(root / "text_tokenizer.json"))
+    return {"fourm": root / "fourm", "tok_rgb": root / "tok_rgb", "tok_depth": root / "tok_depth",
+            "text_tokenizer": root / "text_tokenizer.json"}
+
+
+def block_inputs(paths: dict[str, Path]) -> dict:
+    """The names README blocks use without defining them (the user's own data)."""
+    generator = torch.Generator().manual_seed(0)
+    text_tokenizer = FourMTokenizer(tokenizer_file=str(paths["text_tokenizer"]))
+    caption = text_tokenizer("a red cube on a gray floor [EOS]", return_tensors="pt", add_special_tokens=False)
+    seg_item = {"pixel_values": torch.randn(3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
+                "labels": torch.randint(0, 150, (IMAGE_SIZE, IMAGE_SIZE), generator=generator)}
+    return {
+        "pixels": torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
+        "rgb": torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator) * 2 - 1,
+        "image": Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (120, 90, 60)),
+        "caption_ids": caption["input_ids"],
+        "text_tokenizer": text_tokenizer,
+        "rgb_vq": load_vq_model(str(paths["tok_rgb"])),
+        "train": [seg_item] * 2,
+        "val": [seg_item],
+    }
+
+
+def readme_sections() -> dict[str, list[tuple[str, bool]]]:
+    """README.md's Python blocks grouped by section: a section's blocks continue one another."""
+    sections: dict[str, list[tuple[str, bool]]] = {}
+    for heading, code, skipped in readme_python_blocks():
+        sections.setdefault(heading, []).append((code, skipped))
+    return sections
+
+
+README_SECTIONS = readme_sections()
+
+
+@pytest.mark.parametrize("heading", list(README_SECTIONS))
+def test_readme_python_blocks_run(heading, local_models, tmp_path, monkeypatch):
+    blocks = [code for code, skipped in README_SECTIONS[heading] if not skipped]
+    if not blocks:
+        pytest.skip("every block of this section is marked `<!-- test: skip -->` in README.md")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "readme", **block_inputs(local_models)}
+    for code in blocks:
+        exec(compile(substitute(code, local_models), f"README.md ({heading})", "exec"), namespace)  # noqa: S102
