@@ -27,7 +27,7 @@ from .data.sequences import SpecialTokens
 from .evaluation.visualization import plot_modalities
 from .generation.configuration_fourm_generation import FourMGenerationConfig, FourMTargetSchedule
 from .generation.super_resolution import generate_with_super_resolution
-from .generation.utils import FourMGenerationMixin
+from .generation.utils import FourMGenerateOutput, FourMGenerationMixin
 from .modalities import (
     FAMILIES,
     MODALITIES,
@@ -108,6 +108,7 @@ __all__ = [
     "FourMForImageClassification",
     "FourMForMaskedModeling",
     "FourMForSemanticSegmentation",
+    "FourMGenerateOutput",
     "FourMGenerationConfig",
     "FourMGenerationMixin",
     "FourMImageProcessor",

@@ -105,7 +105,9 @@ def test_transformers_fields_stay_coherent():
     [
         ({"num_beams": 4}, ValueError, "\\['num_beams'\\] are transformers generation settings"),
         ({"temperature": 0.7, "max_length": 20}, ValueError, "\\['max_length', 'temperature'\\] are transformers"),
-        ({"do_sample": False}, ValueError, "do_sample must be True, got False"),
+        ({"do_sample": "no"}, TypeError, "do_sample must be True or False, got str 'no'"),
+        ({"num_return_sequences": 0}, ValueError, "num_return_sequences must be >= 1, got 0"),
+        ({"max_new_tokens": 2.0}, TypeError, "max_new_tokens must be an integer, got float"),
         ({"pad_token_id": -1}, ValueError, "pad_token_id / eos_token_id / sentinel_token_ids: pad_id must be"),
         ({"sentinel_token_ids": [4, 4, 5]}, ValueError, "sentinel_ids must be distinct"),
         ({"special_tokens": SpecialTokens(), "eos_token_id": 3}, ValueError, "Pass either special_tokens or"),

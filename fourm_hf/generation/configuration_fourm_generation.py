@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import GenerationConfig
 
-from ..checks import check_choice, check_int, check_names, check_number, close_match
+from ..checks import check_bool, check_choice, check_int, check_names, check_number, close_match
 from ..data.sequences import (
     RELEASED_EOS_ID,
     RELEASED_PAD_ID,
@@ -197,14 +197,18 @@ def _as_guidance_groups(groups: Any) -> list[list[str]]:
 
 
 # transformers' generation settings 4M uses; every other `GenerationConfig` field must stay unset (None).
-_TRANSFORMERS_FIELDS_USED = ("do_sample", "top_k", "top_p", "use_cache", "pad_token_id", "eos_token_id")
+_TRANSFORMERS_FIELDS_USED = (
+    "do_sample", "top_k", "top_p", "use_cache", "pad_token_id", "eos_token_id", "max_new_tokens",
+    "num_return_sequences",
+)  # fmt: skip
 _TRANSFORMERS_METADATA = ("_from_model_config", "_commit_hash", "transformers_version")
 _TRANSFORMERS_FIELDS = frozenset(vars(GenerationConfig())) | set(_TRANSFORMERS_METADATA)
 _TRANSFORMERS_FIELDS_UNUSED = sorted(_TRANSFORMERS_FIELDS.difference(_TRANSFORMERS_FIELDS_USED, _TRANSFORMERS_METADATA))
 # Fields `generate(**kwargs)` may override.
 GENERATION_FIELDS = (
     "targets", "conditions", "guidance_groups", "grow_conditioning", "top_k", "top_p", "use_cache", "batch_guidance",
-    "pad_token_id", "eos_token_id", "sentinel_token_ids", "special_tokens",
+    "pad_token_id", "eos_token_id", "sentinel_token_ids", "special_tokens", "do_sample", "max_new_tokens",
+    "num_return_sequences",
 )  # fmt: skip
 
 
@@ -213,9 +217,9 @@ class FourMGenerationConfig(GenerationConfig):
     Generation settings of [`FourMForMaskedModeling.generate`]: the chain of targets and how each is decoded.
 
     A `GenerationConfig` subclass: it saves, loads, copies, compares and updates as one. Of transformers' own fields
-    it uses `do_sample` (always True: every target is sampled at its own temperature, 0 being greedy), `top_k`,
-    `top_p`, `use_cache`, `pad_token_id` and `eos_token_id`; the others (`num_beams`, `max_length`, a global
-    `temperature`...) do not apply to 4M's chained decoding and must stay unset.
+    it uses `do_sample`, `max_new_tokens`, `num_return_sequences`, `top_k`, `top_p`, `use_cache`, `pad_token_id`
+    and `eos_token_id`; the others (`num_beams`, `max_length`, a global `temperature`...) do not apply to 4M's
+    chained decoding and must stay unset.
 
     Args:
         > The chain
@@ -235,6 +239,12 @@ class FourMGenerationConfig(GenerationConfig):
 
         > Sampling
 
+        do_sample (`bool`, *optional*, defaults to `True`): sample every target at its own temperature; False is
+            greedy decoding (temperature 0 for every target, whatever its schedule says).
+        num_return_sequences (`int`, *optional*): generate this many samples of every input (1 when unset); the
+            output batch holds them input by input (`B * n` rows, the copies of input i at rows `i * n ...`).
+        max_new_tokens (`int`, *optional*): the most tokens an autoregressive (sequence) target decodes, within the
+            modality's `max_tokens` and the target's span; image targets are not affected.
         top_k (`int` or `float`, *optional*, defaults to 0): keep the k most likely tokens (a float is a fraction of
             the vocabulary); 0 disables it.
         top_p (`float`, *optional*, defaults to 1.0): nucleus filtering on the untempered logits; 1 (or the official
@@ -280,6 +290,8 @@ class FourMGenerationConfig(GenerationConfig):
         pad_token_id: int | None = None,
         eos_token_id: int | None = None,
         do_sample: bool = True,
+        num_return_sequences: int | None = None,
+        max_new_tokens: int | None = None,
         top_k: int | float = 0,
         top_p: float = 1.0,
         use_cache: bool = True,
@@ -310,6 +322,8 @@ class FourMGenerationConfig(GenerationConfig):
         self.sentinel_token_ids = list(RELEASED_SENTINEL_IDS if sentinel_token_ids is None else sentinel_token_ids)
         super().__init__(
             do_sample=do_sample,
+            num_return_sequences=num_return_sequences,
+            max_new_tokens=max_new_tokens,
             top_k=top_k,
             top_p=top_p,
             use_cache=use_cache,
@@ -354,11 +368,10 @@ class FourMGenerationConfig(GenerationConfig):
         for flag in ("grow_conditioning", "use_cache", "batch_guidance"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be a bool, got {getattr(self, flag)!r}.")
-        if self.do_sample is not True:
-            raise ValueError(
-                f"do_sample must be True, got {self.do_sample!r}: 4M samples every target at its own temperature; "
-                "give a target temperature=0 for greedy decoding."
-            )
+        check_bool(self.do_sample, "do_sample")
+        for name in ("num_return_sequences", "max_new_tokens"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, minimum=1)
         set_unused = [name for name in _TRANSFORMERS_FIELDS_UNUSED if getattr(self, name, None) is not None]
         if set_unused:
             raise ValueError(
@@ -397,7 +410,13 @@ class FourMGenerationConfig(GenerationConfig):
         if clash:
             raise ValueError(f"{clash} cannot be both conditions and targets.")
         self.guidance_plan()  # raises for guidance scales that do not fit the groups
-        super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        # 4M's greedy decoding is sampling at temperature 0: top-k / top-p and several return sequences still apply,
+        # so transformers' checks of greedy decoding are skipped by validating as for sampling.
+        do_sample, self.do_sample = self.do_sample, True
+        try:
+            super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        finally:
+            self.do_sample = do_sample
 
     def guidance_plan(self) -> list[tuple[list[list[str]], list[float] | None]]:
         """Per target: the guidance groups active for it and their weights (None when the target is unguided)."""

@@ -15,13 +15,13 @@ The functions return the arguments of `FourMGenerationConfig`; use them as its c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from transformers.utils import logging
 
 from ..checks import check_names, close_match
-from ..modalities import ModalitySpec
+from ..modalities import Modalities, ModalitySpec
 from ..models.fourm.configuration_fourm import FourMConfig
 
 logger = logging.get_logger(__name__)
@@ -182,6 +182,38 @@ def caption_det_to_all(
     return demo_recipe(model_config, conditions, targets)
 
 
+def requested_targets(modalities: Modalities) -> list[str]:
+    """The entries of a modality dict with target positions (`target_mask` False somewhere), in its order: the
+    targets requested from the processor."""
+    return [
+        name for name, entry in modalities.items()
+        if isinstance(entry, Mapping) and entry.get("target_mask") is not None and not bool(entry["target_mask"].all())
+    ]  # fmt: skip
+
+
+def batch_recipe(model_config: FourMConfig, modalities: Modalities) -> dict[str, Any]:
+    """The chain `generate` runs on a batch when no generation config names targets: the batch's requested targets
+    (`requested_targets`) in the families' generation order (then the batch's order), with their families' demo
+    settings, conditioned on every other entry (`"from_rgb"` settings when RGB is among them, `"to_rgb"`
+    otherwise). See `demo_recipe`."""
+    model_config = _check_model_config(model_config, "batch_recipe")
+    targets = requested_targets(modalities)
+    if not targets:
+        raise ValueError(
+            f"Nothing to generate: no entry of the inputs {list(modalities)} has target positions (target_mask "
+            "False). Request targets from the processor (processor(..., targets=[...])) or pass a generation config."
+        )
+    conditions = [name for name in modalities if name not in targets]
+    if not conditions:
+        raise ValueError(
+            f"The inputs hold only targets ({targets}): the recipes need a condition. Give an input, or pass a "
+            "generation config for unconditional generation."
+        )
+    specs = {name: model_config.modality(name) for name in targets}
+    ordered = sorted(targets, key=lambda name: _order_key(specs[name], targets.index(name)))
+    return demo_recipe(model_config, conditions, ordered)
+
+
 def super_resolution(sr_model_config: FourMConfig, modalities: Iterable[str]) -> dict[str, Any]:
     """Super-resolution with a 4M-SR model.
 
@@ -228,9 +260,11 @@ def super_resolution(sr_model_config: FourMConfig, modalities: Iterable[str]) ->
 
 __all__ = [
     "DEMO_SAMPLING",
+    "batch_recipe",
     "caption_det_to_all",
     "caption_to_all",
     "demo_recipe",
+    "requested_targets",
     "rgb_to_all",
     "super_resolution",
 ]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 from transformers import EncoderDecoderCache, LogitsProcessorList
+from transformers.generation.streamers import BaseStreamer
 
 from ..data.sequences import SpecialTokens, merge_span_batch
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, Modalities, ModalitySpec
@@ -84,6 +85,7 @@ class FourMGenerationState:
         special_tokens (`SpecialTokens`): the text special tokens (`config.special_tokens`).
         seed (`int`): the run's seed; seeded step s draws from a generator seeded `seed + s`.
         logits_processor (`LogitsProcessorList`): the caller's processors, applied after guidance.
+        streamer (`BaseStreamer`, *optional*): receives the tokens of autoregressive targets as they are decoded.
         step (`int`): seeded steps done over the whole chain.
         generator (`torch.Generator`, *optional*): the generator of the current step.
         target (`TargetPlan`, *optional*): the target being decoded.
@@ -104,6 +106,7 @@ class FourMGenerationState:
     special_tokens: SpecialTokens
     seed: int
     logits_processor: LogitsProcessorList = field(default_factory=LogitsProcessorList)
+    streamer: BaseStreamer | None = None
     step: int = 0
     generator: torch.Generator | None = None
     target: TargetPlan | None = None
@@ -296,7 +299,8 @@ class ROARScheme(ParallelDecodingScheme):
 
 class AutoregressiveScheme(DecodingScheme):
     """Token-by-token decoding of a sequence's target span (`target_mask` False), from its first token (`[S_1]`)
-    until every sample produced the span's last token or the modality's `max_tokens` run out. The inputs are
+    until every sample produced the span's last token or the budget (the modality's `max_tokens`, the span's
+    length and the config's `max_new_tokens`) runs out. The inputs are
     encoded once; with `use_cache` only the new token goes through the decoder. The last step fills the sequence's
     sentinels with the generated spans (`merge_span_batch`). The whole target is one seeded step."""
 
@@ -311,7 +315,7 @@ class AutoregressiveScheme(DecodingScheme):
         embedding = model.decoder.embeddings[spec.name]
         # position + modality embedding of each span slot (positions count the span, clipped at max_length)
         positions = embedding.sequence_embedding(target_mask, model.modality_embedding(spec.name), clip=spec.max_length)
-        budget = min(spec.max_tokens, span.shape[1])
+        budget = min(spec.max_tokens, span.shape[1], state.config.max_new_tokens or spec.max_tokens)
         state.slots = positions.gather(1, span[:, :budget, None].expand(-1, -1, positions.shape[-1]))  # (B, T, D)
         state.generated = span_ids[:, :1]
         state.stop_token = span_ids[0, -1]
@@ -332,6 +336,8 @@ class AutoregressiveScheme(DecodingScheme):
         entry = state.modalities[name]
         merged, padding = merge_span_batch(entry["tensor"], entry["input_mask"], state.generated, state.special_tokens)
         state.modalities[name] = {"tensor": merged, "input_mask": padding, "target_mask": torch.ones_like(padding)}
+        if state.streamer is not None:
+            state.streamer.end()
         return True
 
     @staticmethod
@@ -359,6 +365,8 @@ class AutoregressiveScheme(DecodingScheme):
         scores = combine_passes(torch.cat(logits), target, state.logits_processor, history, t)
         token, _ = sample_tokens(scores, target.warpers, history, 0, target.is_greedy(0), state.generator)
         state.generated = torch.cat([history, token[:, None]], dim=1)
+        if state.streamer is not None:  # finished samples stream [PAD], as transformers' generate does
+            state.streamer.put(torch.where(state.finished, state.special_tokens.pad_id, token).cpu())
         state.finished = state.finished | (token == state.stop_token)
         state.target_step += 1
 

@@ -15,23 +15,42 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList
-from transformers.utils import logging
+from transformers.generation.streamers import BaseStreamer
+from transformers.utils import ModelOutput, logging
 
 from ..checks import check_bool, check_int, close_match
 from ..conversion.hub import hub_kwargs
 from ..data.sequences import blank_target
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, Modalities
 from ..models.fourm.validation_fourm import check_modalities
+from . import recipes
 from .configuration_fourm_generation import GENERATION_FIELDS, FourMGenerationConfig, FourMTargetSchedule
 from .logits_process import sampling_warpers
 from .schemes import DECODING_SCHEMES, FourMGenerationState, TargetPlan
 
 logger = logging.get_logger(__name__)
+
+
+@dataclass
+class FourMGenerateOutput(ModelOutput):
+    """The output of [`FourMGenerationMixin.generate`]: the modality dict, as a `ModelOutput`.
+
+    Its items are the modalities (`out["caption"]["tensor"]`, `out.keys()`, `dict(out)`), the inputs first and then
+    every generated target, each fully visible (see `generate`'s Returns). Built from a modality dict, whose entries
+    become the items (`ModelOutput`'s rule for a dict given as its first field); so it goes straight to
+    `FourMProcessor.postprocess` or back into `generate`.
+
+    Args:
+        modalities (`dict[str, dict[str, torch.Tensor]]`): the modality dict; read it back by item, not attribute.
+    """
+
+    modalities: Modalities | None = None
 
 
 class FourMGenerationMixin:
@@ -40,13 +59,14 @@ class FourMGenerationMixin:
     @torch.no_grad()
     def generate(
         self,
-        modalities: Modalities,
+        modalities: Modalities | None = None,
         generation_config: FourMGenerationConfig | Sequence[FourMTargetSchedule] | None = None,
         seed: int | None = None,
         logits_processor: LogitsProcessorList | None = None,
         progress_bar: bool = True,
+        streamer: BaseStreamer | None = None,
         **kwargs: Any,
-    ) -> Modalities:
+    ) -> FourMGenerateOutput:
         r"""
         Generate the targets of `generation_config` one after the other, each conditioned on the inputs and on
         every target generated before it.
@@ -54,9 +74,12 @@ class FourMGenerationMixin:
         The algorithm (comments in the body refer to these steps):
         ```
         1. Settings: kwargs override `generation_config`, which overrides the model's `generation_config` (on a copy).
+           With neither giving targets, the targets are the inputs' entries with target positions, each with its
+           family's recipe settings (`recipes.batch_recipe`).
         2. Inputs: checked as the forward checks them; masks filled in (absent = fully visible, not a target), blank
-           targets added for targets that are not given, each target resolved to its token schedule, temperatures,
-           guidance groups and sampling warpers.
+           targets added for targets that are not given, every entry repeated `num_return_sequences` times, each
+           target resolved to its token schedule, temperatures (all 0 with `do_sample=False`), guidance groups and
+           sampling warpers.
         3. For every target, its decoding scheme (`DECODING_SCHEMES`) advances one `FourMGenerationState`: `begin`,
            then `step` until the target is complete. Seeded step s (counted over the whole chain) draws from a
            generator seeded `seed + s`.
@@ -74,37 +97,51 @@ class FourMGenerationMixin:
 
         Args:
             modalities (`dict[str, dict[str, torch.Tensor]]`): the inputs, in the forward format (`tensor` and
-                optionally `input_mask` (True = hidden; absent = fully visible) and `target_mask`). A target may be
-                given partially: its positions with `target_mask == False` are generated (in-painting, or a text
-                prompt whose sentinel span is to be completed).
+                optionally `input_mask` (True = hidden; absent = fully visible) and `target_mask`), e.g. the
+                processor's output. A target may be given partially: its positions with `target_mask == False` are
+                generated (in-painting, or a text prompt whose sentinel span is to be completed). The modalities may
+                instead be passed as keywords named after them, so `generate(**processor(...))` works: every keyword
+                that names one of the model's modalities is an input, the others override config fields.
             generation_config ([`FourMGenerationConfig`] or `list[FourMTargetSchedule]`, *optional*): the chain; a
-                list of target schedules replaces the targets of the model's generation config.
+                list of target schedules replaces the targets of the model's generation config. When neither gives
+                targets, the targets are the inputs' entries with target positions (the processor's `targets`), in
+                their order, with the recipe settings of their families (`"from_rgb"` when RGB is among the other
+                inputs, `"to_rgb"` otherwise; see `recipes.batch_recipe`). When the config names the targets, an
+                entry with target positions that is not one of them raises.
             seed (`int`, *optional*): makes sampling reproducible; step s uses a generator seeded `seed + s`. When
                 None, a seed is drawn from torch's global RNG (so `torch.manual_seed` also fixes the result).
             logits_processor (`LogitsProcessorList`, *optional*): extra processors applied after guidance and before
                 top-k / top-p / temperature. They receive `cur_step` when their signature asks for it, and as
                 `input_ids` the ids generated so far (autoregressive targets) or None (parallel schemes).
             progress_bar (`bool`, *optional*, defaults to `True`): show a `tqdm` bar over the seeded steps.
-            kwargs: override fields of the generation config (e.g. `top_p=0.8`, `use_cache=False`,
-                `special_tokens=tokenizer.special_tokens`).
+            streamer (`BaseStreamer`, *optional*): e.g. a `TextStreamer`; every autoregressive target `put`s its
+                sampled token ids as it decodes them (one `(B,)` tensor per token, `[PAD]` for samples already
+                finished, the span's end token included) and calls `end()` when complete. Image targets are not
+                streamed.
+            kwargs: the inputs by modality name (see `modalities`), and overrides of generation config fields, with
+                transformers' meaning where it has one: `do_sample=False` (greedy: temperature 0 for every target),
+                `num_return_sequences=n`, `max_new_tokens=k` (sequence targets), `top_p=0.8`, `use_cache=False`,
+                `special_tokens=tokenizer.special_tokens`...
 
         Returns:
-            `dict[str, dict[str, torch.Tensor]]`: the inputs and every generated target as fully visible modalities
-            (`tensor` (B, N) token ids, `input_mask` (True only on padding of merged sequences), `target_mask` all
-            True), ready to be fed back to `generate` or to the forward.
+            [`FourMGenerateOutput`]: a mapping holding the inputs and every generated target as fully visible
+            modalities (`tensor` (B * num_return_sequences, N) token ids, `input_mask` (True only on padding of
+            merged sequences), `target_mask` all True), ready for `processor.postprocess`, `generate` or the forward.
         """
         # 1. Settings
-        config = self._prepare_generation_config(generation_config, kwargs)
+        modalities = self._collect_modalities(modalities, kwargs)
+        config = self._prepare_generation_config(generation_config, kwargs, modalities)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()))
         else:
             check_int(seed, "seed", minimum=-(2**63), maximum=2**63 - 1)
         check_bool(progress_bar, "progress_bar")
         logits_processor = _as_logits_processor(logits_processor)
+        _check_streamer(streamer)
         # 2. Inputs and the resolved chain
         modalities = self._prepare_generation_inputs(modalities, config)
         targets = self._plan_targets(config, modalities)
-        state = FourMGenerationState(modalities, config, config.special_tokens, seed, logits_processor)
+        state = FourMGenerationState(modalities, config, config.special_tokens, seed, logits_processor, streamer)
 
         # 3. The chain
         with tqdm(total=sum(t.num_steps for t in targets), disable=not progress_bar, desc="4M generation") as bar:
@@ -118,15 +155,43 @@ class FourMGenerationMixin:
                     complete = scheme.step(self, state)  # 3a-c
                     bar.update(state.step - bar.n)
                 # 3d happened in `config.guidance_plan()`: later targets already list this one in their groups
-        return state.modalities
+        return FourMGenerateOutput(state.modalities)
 
     # -- 1. settings -------------------------------------------------------------------------------------------------
 
+    def _collect_modalities(self, modalities: Modalities | None, kwargs: dict) -> Modalities:
+        """The inputs, `modalities` or the keywords named after the model's modalities (taken out of `kwargs`),
+        checked as the forward checks them."""
+        names = dict.fromkeys([*self.config.encoder_modalities, *self.config.decoder_modalities])
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        if modalities is None:
+            if not given:
+                raise TypeError(
+                    "generate() needs the inputs: a modality dict (generate(batch)) or its entries as keywords "
+                    f"(generate(**batch)) named after the model's modalities {list(names)}."
+                )
+            modalities = given
+        elif given:
+            raise TypeError(
+                f"generate() got the modalities {list(given)} as keywords and a modality dict; pass them one way."
+            )
+        check_modalities(
+            self.config, modalities, set(self.config.encoder_modalities) | set(self.config.decoder_modalities),
+            decodable=self.config.decoder_modalities,
+        )
+        return modalities
+
     def _prepare_generation_config(
-        self, generation_config: FourMGenerationConfig | Sequence[FourMTargetSchedule] | None, kwargs: dict
+        self,
+        generation_config: FourMGenerationConfig | Sequence[FourMTargetSchedule] | None,
+        kwargs: dict,
+        modalities: Modalities,
     ) -> FourMGenerationConfig:
         default = self.generation_config if isinstance(self.generation_config, FourMGenerationConfig) else None
-        if generation_config is None:
+        if generation_config is None and not (default is not None and default.targets) and "targets" not in kwargs:
+            config = copy.deepcopy(default or FourMGenerationConfig())
+            config.update(**recipes.batch_recipe(self.config, modalities))
+        elif generation_config is None:
             config = copy.deepcopy(default or FourMGenerationConfig())
         elif isinstance(generation_config, FourMGenerationConfig):
             config = copy.deepcopy(generation_config)
@@ -143,9 +208,10 @@ class FourMGenerationMixin:
             )
         for key in kwargs:
             if key not in GENERATION_FIELDS:
+                choices = [*GENERATION_FIELDS, *self.config.encoder_modalities, *self.config.decoder_modalities]
                 raise ValueError(
-                    f"generate() got an unknown argument {key!r} (not a FourMGenerationConfig field; it overrides "
-                    f"{list(GENERATION_FIELDS)}).{close_match(key, GENERATION_FIELDS)}"
+                    f"generate() got an unknown argument {key!r} (neither a modality of the model nor a "
+                    f"FourMGenerationConfig field; it overrides {list(GENERATION_FIELDS)}).{close_match(key, choices)}"
                 )
         config.update(**kwargs)  # validates
         if not config.targets:
@@ -155,12 +221,9 @@ class FourMGenerationMixin:
     # -- 2. inputs ---------------------------------------------------------------------------------------------------
 
     def _prepare_generation_inputs(self, modalities: Modalities, config: FourMGenerationConfig) -> Modalities:
-        """Check the inputs as the forward does, then copy them with every mask present (bool), token ids as int64,
-        features in the model dtype, image tokens flattened, and a blank entry for each target that is not given."""
-        batch_size = check_modalities(
-            self.config, modalities, set(self.config.encoder_modalities) | set(self.config.decoder_modalities),
-            decodable=self.config.decoder_modalities,
-        )
+        """Copy the inputs (checked by `_collect_modalities`) with every mask present (bool), token ids as int64, features in the model
+        dtype, image tokens flattened, a blank entry for each target that is not given, and every entry repeated
+        `num_return_sequences` times (the copies of a sample next to each other)."""
         targets = {t.modality for t in config.targets}
         for name in targets:
             if name not in self.config.decoder_modalities:
@@ -168,6 +231,7 @@ class FourMGenerationMixin:
                     f"The model cannot generate {name}; it decodes {self.config.decoder_modalities}."
                     f"{close_match(name, self.config.decoder_modalities)}"
                 )
+        batch_size = next(iter(modalities.values()))["tensor"].shape[0]
         prepared = {}
         for name, entry in modalities.items():
             spec = self.config.modality(name)
@@ -176,8 +240,9 @@ class FourMGenerationMixin:
             target_mask = entry.get("target_mask")
             if name not in targets and target_mask is not None and not bool(target_mask.all()):
                 raise ValueError(
-                    f"{name} has target positions (target_mask False) but is not a target of the generation config "
-                    f"(targets: {[t.modality for t in config.targets]}); add it to the targets, or drop it from the "
+                    f"{name} is requested as a target (it has target positions, target_mask False, e.g. from the "
+                    f"processor's targets=) but the generation config does not generate it (targets: "
+                    f"{[t.modality for t in config.targets]}); add it to the config's targets, or drop it from the "
                     "inputs."
                 )
             tensor = entry["tensor"].to(self.device)
@@ -197,6 +262,12 @@ class FourMGenerationMixin:
                 spec = self.config.modality(target.modality)
                 length = target.num_tokens if spec.kind == SEQUENCE else None  # images: the whole grid
                 prepared[target.modality] = blank_target(spec, batch_size, length, config.special_tokens, self.device)
+        copies = config.num_return_sequences or 1
+        if copies > 1:
+            prepared = {
+                name: {key: value.repeat_interleave(copies, dim=0) for key, value in entry.items()}
+                for name, entry in prepared.items()
+            }
         return prepared
 
     def _plan_targets(self, config: FourMGenerationConfig, modalities: Modalities) -> list[TargetPlan]:
@@ -229,6 +300,8 @@ class FourMGenerationMixin:
                     )
                 plan.token_counts = schedule.token_counts(num)
                 plan.temperatures = schedule.temperatures(plan.token_counts)
+            if not config.do_sample:
+                plan.temperatures = [0.0] * len(plan.temperatures)
             plan.warpers = sampling_warpers(config.top_k, config.top_p, spec.vocab_size, plan.temperatures)
             plans.append(plan)
         return plans
@@ -252,6 +325,15 @@ class FourMGenerationMixin:
                 logger.info("No generation_config.json found; using the default FourMGenerationConfig.")
 
 
+def _check_streamer(streamer: Any) -> None:
+    """A streamer is None or has transformers' `BaseStreamer` interface (`put` and `end`)."""
+    if streamer is not None and not all(callable(getattr(streamer, method, None)) for method in ("put", "end")):
+        raise TypeError(
+            f"streamer must be a transformers BaseStreamer (with put() and end(), e.g. a TextStreamer), got "
+            f"{type(streamer).__name__}."
+        )
+
+
 def _as_logits_processor(logits_processor: Any) -> LogitsProcessorList:
     """The caller's extra processors as a list: None, or a list of callables `(input_ids, scores) -> scores`."""
     if logits_processor is None:
@@ -267,4 +349,4 @@ def _as_logits_processor(logits_processor: Any) -> LogitsProcessorList:
     return LogitsProcessorList(logits_processor)
 
 
-__all__ = ["FourMGenerationMixin"]
+__all__ = ["FourMGenerateOutput", "FourMGenerationMixin"]

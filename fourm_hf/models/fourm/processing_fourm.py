@@ -14,6 +14,11 @@ forward contract of `FourMForMaskedModeling` (official mask semantics, True = hi
 Image-token modalities are encoded with the processor's VQ models (`vq_models`, e.g. a `FourMVQVAE` for
 `tok_semseg@224`), sequences with the text tokenizer after serialisation (`data.serialization`). `postprocess`
 inverts all of it.
+
+The output is the modality dict itself, keyed by modality name; the requested targets are recorded in it as the
+entries with target positions (`target_mask` False). So `model.generate(batch)` and `model.generate(**batch)` (every
+keyword named after a modality is an input) generate exactly those targets, with the recipe settings of their
+families unless a generation config is given, and `postprocess` takes generate's output as it is.
 """
 
 from __future__ import annotations
@@ -150,6 +155,7 @@ class FourMProcessor(ProcessorMixin):
     >>> processor = FourMProcessor(FourMImageProcessor(), tokenizer, vq_models={"tok_semseg@224": semseg_vqvae})
     >>> batch = processor(images=image, text="a dog", inputs={"tok_semseg@224": labels}, targets=["det"])
     >>> outputs = processor.postprocess(batch)  # {"rgb@224": uint8 images, "caption": ["a dog"], ...}
+    >>> decoded = processor.postprocess(model.generate(**batch))  # det generated with its recipe settings
     ```
     """
 
@@ -210,7 +216,8 @@ class FourMProcessor(ProcessorMixin):
                 `{"boxes": [(xmin, ymin, xmax, ymax), ...], "labels": [...]}` (normalised), `metadata` dict,
                 `color_palette` list of RGB triples, `human_poses` list of `HumanPose`, `sam_instance` list of
                 `SAMQuery`; `t5_caption` takes `(B, L, D)` embeddings.
-            targets (`Sequence[str]`): modalities to predict (one name may be given as a string).
+            targets (`Sequence[str]`): modalities to predict (one name may be given as a string); `generate`
+                reads them back from their target positions.
             target_lengths (`Mapping[str, int]`, *optional*): length of a sequence target's blank, `[S_1]` then up to
                 `max_tokens` tokens to generate, i.e. 2 to `max_tokens + 1` (default: its `max_tokens`).
             batch_size (`int`, *optional*): needed only when there are no inputs.
