@@ -108,7 +108,7 @@ def test_auto_model_gives_the_encoder_of_any_4m_checkpoint(head_class, tmp_path)
 
 def test_vq_model_of_the_wrong_class_is_refused(tmp_path):
     FourMVQVAE(CASES[FourMVQVAE][1]()).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"holds a FourMVQVAE tokenizer; load it with FourMVQVAE, not FourMDiVAE"):
+    with pytest.raises(ValueError, match=r"holds a FourMVQVAE VQ model; load it with FourMVQVAE, not FourMDiVAE"):
         FourMDiVAE.from_pretrained(tmp_path)
     assert type(load_vq_model(tmp_path)) is FourMVQVAE
 

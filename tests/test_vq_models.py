@@ -355,7 +355,7 @@ def test_save_and_reload(tmp_path):
         with torch.no_grad():
             assert torch.equal(reloaded.encode(x), expected_ids)
             torch.testing.assert_close(reloaded.decode(expected_ids), expected_out)
-    with pytest.raises(ValueError, match="holds a FourMVQVAE tokenizer; load it with FourMVQVAE"):
+    with pytest.raises(ValueError, match="holds a FourMVQVAE VQ model; load it with FourMVQVAE"):
         FourMDiVAE.from_pretrained(tmp_path)
 
 

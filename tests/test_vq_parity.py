@@ -98,7 +98,7 @@ def test_bare_safetensors_file_loads_with_config_from_metadata(official_dir):
 
 
 def test_wrong_class_for_checkpoint_is_refused(official_dir):
-    with pytest.raises(ValueError, match="holds a FourMVQVAE tokenizer; load it with FourMVQVAE"):
+    with pytest.raises(ValueError, match="holds a FourMVQVAE VQ model; load it with FourMVQVAE"):
         FourMDiVAE.from_pretrained(official_dir("global_memcodes"))
 
 

@@ -36,13 +36,13 @@ def is_bare_safetensors(path: str | os.PathLike) -> bool:
 
 
 def read_checkpoint(
-    path: str | os.PathLike, is_official: Callable[[dict], bool], kind: str, **hub: Any
+    path: str | os.PathLike, is_official: Callable[[dict], bool], what: str, **hub: Any
 ) -> tuple[dict[str, Any], str | None] | None:
     """`(config dict, official weights file)` of the checkpoint at `path`; the weights file is None when the config
     is not an official one (`is_official`), and the result is None when `path` holds no `config.json`.
 
     `path` is a local directory or Hub repo id (its `config.json`; `hub` holds the download arguments), or a bare
-    official `.safetensors` file (the config in its metadata). `kind` names the checkpoint in error messages
+    official `.safetensors` file (the config in its metadata). `what` names the checkpoint in error messages
     (`"4M model"`, `"4M tokenizer"`).
     """
     if is_bare_safetensors(path):
@@ -50,14 +50,14 @@ def read_checkpoint(
             metadata = parse_official_metadata(f.metadata() or {})
         if not is_official(metadata):
             raise ValueError(
-                f"{path} has no official {kind} config in its safetensors metadata; load the directory that holds it "
+                f"{path} has no official {what} config in its safetensors metadata; load the directory that holds it "
                 "together with its config.json instead."
             )
         return metadata, str(path)
     if os.path.isfile(path):
         raise OSError(
             f"{path} is a file; pass the checkpoint directory (config.json + model.safetensors), a Hub repo id, or a "
-            f"bare official {kind} .safetensors file."
+            f"bare official {what} .safetensors file."
         )
     config_file = cached_file(str(path), "config.json", _raise_exceptions_for_missing_entries=False, **hub)
     if config_file is None:
@@ -67,16 +67,16 @@ def read_checkpoint(
         return config, None
     weights = cached_file(str(path), "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
     if weights is None:
-        raise FileNotFoundError(f"{path} holds an official {kind} config.json but no model.safetensors.")
+        raise FileNotFoundError(f"{path} holds an official {what} config.json but no model.safetensors.")
     return config, weights
 
 
 def read_official_files(
-    path: str | os.PathLike, is_official: Callable[[dict], bool], kind: str, **hub: Any
+    path: str | os.PathLike, is_official: Callable[[dict], bool], what: str, **hub: Any
 ) -> tuple[dict[str, Any], str] | None:
     """`(official config dict, safetensors path)` if `path` holds an official checkpoint, else None (see
     `read_checkpoint`)."""
-    found = read_checkpoint(path, is_official, kind, **hub)
+    found = read_checkpoint(path, is_official, what, **hub)
     if found is None or found[1] is None:
         return None
     return found
@@ -89,7 +89,7 @@ def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 
 
 def fit_state_dict(
-    state: dict[str, torch.Tensor], expected: dict[str, torch.Size], kind: str
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Size], what: str
 ) -> dict[str, torch.Tensor]:
     """Reshape converted tensors that only differ from `expected` in their number of dimensions (official (1, N, D)
     tables, 1x1 Conv1d weights); raise a `ValueError` naming every tensor that is missing, unexpected or mis-shaped.
@@ -107,7 +107,7 @@ def fit_state_dict(
     missing, unexpected = sorted(set(expected) - set(fitted)), sorted(set(fitted) - set(expected))
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"The {kind} checkpoint's tensors disagree with its config:"
+            f"The {what} checkpoint's tensors disagree with its config:"
             + (f"\n  missing: {missing[:20]}" if missing else "")
             + (f"\n  unexpected: {unexpected[:20]}" if unexpected else "")
             + (f"\n  mismatched shapes: {sorted(mismatched)[:20]}" if mismatched else "")

@@ -104,32 +104,32 @@ def parse_temperature_schedule(name: str, modality: str | None = None) -> tuple[
     argument = "temperature_schedule" if modality is None else f"{modality}: temperature_schedule"
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a string, got {type(name).__name__} {name!r}.")
-    kind, *args = name.split(":")
-    if kind not in _TEMPERATURE_SCHEDULE_ARGS or len(args) != _TEMPERATURE_SCHEDULE_ARGS[kind]:
+    schedule, *args = name.split(":")
+    if schedule not in _TEMPERATURE_SCHEDULE_ARGS or len(args) != _TEMPERATURE_SCHEDULE_ARGS[schedule]:
         where = "" if modality is None else f" for {modality}"
         raise ValueError(
             f"Unknown temperature_schedule {name!r}{where}; use 'constant', 'linear' or "
-            f"'onex:<min_temperature>:<power>' (e.g. 'onex:0.5:0.5').{close_match(kind, _TEMPERATURE_SCHEDULE_ARGS)}"
+            f"'onex:<min_temperature>:<power>' (e.g. 'onex:0.5:0.5').{close_match(schedule, _TEMPERATURE_SCHEDULE_ARGS)}"
         )
     try:
         values = tuple(float(a) for a in args)
     except ValueError:
         raise ValueError(f"{argument} {name!r}: min_temperature and power must be numbers.") from None
-    if kind == "onex":
+    if schedule == "onex":
         check_number(values[0], f"{argument} {name!r}: min_temperature", minimum=0)
         check_number(values[1], f"{argument} {name!r}: power", minimum=0, open_minimum=True)
-    return kind, values
+    return schedule, values
 
 
 def temperature_schedule(name: str, temperature: float, token_counts: Sequence[int]) -> list[float]:
     """One temperature per step of `token_counts` for the schedule `name` starting at `temperature`."""
-    kind, args = parse_temperature_schedule(name)
+    schedule, args = parse_temperature_schedule(name)
     check_number(temperature, "temperature", minimum=0)
     if isinstance(token_counts, (str, bytes)) or not isinstance(token_counts, Sequence) or not token_counts:
         raise ValueError(f"token_counts must be a non-empty list of tokens per step, got {token_counts!r}.")
     for step, count in enumerate(token_counts):
         check_int(count, f"token_counts[{step}]", minimum=1)
-    return TEMPERATURE_SCHEDULES[kind](temperature, token_counts, *args)
+    return TEMPERATURE_SCHEDULES[schedule](temperature, token_counts, *args)
 
 
 __all__ = [

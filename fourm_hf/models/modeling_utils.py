@@ -55,14 +55,14 @@ class FourMLoadingMixin:
     """`from_pretrained` for fourm_hf models; list it before `PreTrainedModel` in the bases.
 
     A model family describes its checkpoints with:
-        `_checkpoint_kind`: what its checkpoints are called in error messages (`"model"`, `"tokenizer"`).
+        `_checkpoint_name`: what its checkpoints are called in error messages (`"model"`, `"VQ model"`).
         `_required_key_prefixes`: a checkpoint that lacks a tensor whose name starts with one of these is refused;
             other missing tensors (fresh task heads) are initialised.
         `_is_official_config`, `_config_from_official`, `_state_dict_from_official`: the official-layout hooks.
     and may adjust the config before loading with `_prepare_config` (config overrides of the task heads).
     """
 
-    _checkpoint_kind: ClassVar[str] = "model"
+    _checkpoint_name: ClassVar[str] = "model"
     _required_key_prefixes: ClassVar[tuple[str, ...]] = ("",)
 
     def __init__(self, config: PreTrainedConfig, *args: Any, **kwargs: Any):
@@ -107,8 +107,8 @@ class FourMLoadingMixin:
             return
         owner = (architectures or [None])[0]
         if owner:
-            kind = cls._checkpoint_kind
-            raise ValueError(f"{source} holds a {owner} {kind}; load it with {owner}, not {cls.__name__}.")
+            what = cls._checkpoint_name
+            raise ValueError(f"{source} holds a {owner} {what}; load it with {owner}, not {cls.__name__}.")
         raise ValueError(
             f"{source} is not a {cls.__name__} checkpoint: its config has model_type {model_type!r}, expected "
             f"{expected!r}."
@@ -137,7 +137,7 @@ class FourMLoadingMixin:
         official, weights = False, None
         if source is not None and "state_dict" not in kwargs:
             hub = hub_kwargs(kwargs)
-            found = read_checkpoint(source, cls._is_official_config, f"4M {cls._checkpoint_kind}", **hub)
+            found = read_checkpoint(source, cls._is_official_config, f"4M {cls._checkpoint_name}", **hub)
             if found is not None and found[1] is None:
                 cls._check_model_type(source, found[0].get("model_type"), found[0].get("architectures"))
                 weights = find_safetensors(source, **hub)

@@ -31,11 +31,10 @@ from ..layers import FourMMLP, eager_attention_forward, sincos_1d, sincos_2d
 from ..modeling_utils import FourMLoadingMixin, meta_state_shapes
 from ...generation.configuration_fourm_generation import FourMGenerationConfig
 from ...generation.utils import FourMGenerationMixin
-from ...modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, ModalitySpec
+from ...modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, Modalities, ModalitySpec
 
 logger = logging.get_logger(__name__)
 
-Modalities = dict[str, dict[str, torch.Tensor]]
 
 
 # ----------------------------------------------------------------------------------------------------------------

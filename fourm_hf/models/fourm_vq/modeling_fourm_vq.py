@@ -451,7 +451,7 @@ class FourMVQPreTrainedModel(FourMLoadingMixin, PreTrainedModel):
     _no_split_modules = ["FourMVQVAEViTLayer", "FourMVQVAEBottleneckLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
-    _checkpoint_kind = "tokenizer"
+    _checkpoint_name = "VQ model"
 
     def __init__(self, config: FourMVQConfig):
         super().__init__(config)
