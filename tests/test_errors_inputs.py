@@ -232,7 +232,7 @@ def test_encoder_model_errors(config):
             CHAIN,
             {},
             ValueError,
-            r"caption has target positions .* but is not a target of the generation config",
+            r"caption is requested as a target .* but the generation config does not generate it",
         ),
         (
             {
