@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -80,9 +80,21 @@ def default_targets(model: FourMForMaskedModeling, processor: FourMProcessor) ->
     ]
 
 
-def _text(value: Any) -> str:
-    """A decoded sequence sample as one line: captions as they are, structured samples (boxes, metadata) as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+def _rounded(value: Any) -> Any:
+    """`value` with its floats (in dicts, lists and tuples) rounded to 3 decimals."""
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 3)
+    if isinstance(value, Mapping):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def sample_text(value: Any) -> str:
+    """A decoded sequence sample as one line: captions as they are, structured samples (boxes, metadata) as JSON
+    with 3 decimals."""
+    return value if isinstance(value, str) else json.dumps(_rounded(value), default=str)
 
 
 def run(
@@ -135,7 +147,7 @@ def run(
     for name in targets:
         value = decoded[name][0]
         if config.modality(name).kind == "sequence":
-            lines.append(f"{name}: {_text(value)}")
+            lines.append(f"{name}: {sample_text(value)}")
         if not isinstance(value, str):
             tiles.append((config.modality(name).family.function("render")(value, background, TILE_SIZE), name))
     grid = plot_modalities(decoded, tile_size=TILE_SIZE, columns=min(4, len(decoded)))
@@ -147,8 +159,8 @@ def run(
 
 def build_app(model: FourMForMaskedModeling, processor: FourMProcessor, seed: int = 0) -> gr.Blocks:
     """The Gradio page: inputs (image, caption), target checkboxes (the model's decoder modalities), seed, Generate;
-    outputs (status, generated text, the grid, one tile per non-text target). Elements carry `elem_id`s for tests:
-    input-image, caption, targets, seed, generate, status, text, grid, tiles."""
+    outputs (status, generated text, one tile per non-text target, the grid). Elements carry `elem_id`s for tests:
+    input-image, caption, targets, seed, generate, status, text, tiles, grid."""
     model.eval()
     config = model.config
     with gr.Blocks(title="4M any-to-any", analytics_enabled=False) as app:
@@ -172,11 +184,11 @@ def build_app(model: FourMForMaskedModeling, processor: FourMProcessor, seed: in
             with gr.Column(scale=2):
                 status = gr.Markdown(elem_id="status")
                 text = gr.Textbox(label="Generated text", lines=2, interactive=False, elem_id="text")
-                grid = gr.Image(label="All modalities", type="pil", format="png", interactive=False, elem_id="grid")
                 tiles = gr.Gallery(
                     label="Per modality", columns=4, fit_columns=False, height=280, object_fit="contain",
                     format="png", interactive=False, elem_id="tiles",
                 )  # fmt: skip
+                grid = gr.Image(label="All modalities", type="pil", format="png", interactive=False, elem_id="grid")
 
         def on_generate(image_value, caption_value, target_values, seed_value, progress=PROGRESS):
             try:
@@ -186,9 +198,9 @@ def build_app(model: FourMForMaskedModeling, processor: FourMProcessor, seed: in
                 )  # fmt: skip
             except ValueError as error:
                 raise gr.Error(str(error)) from error
-            return result.status, result.text, result.grid, result.tiles
+            return result.status, result.text, result.tiles, result.grid
 
-        button.click(on_generate, [image, caption, targets, seed_box], [status, text, grid, tiles])
+        button.click(on_generate, [image, caption, targets, seed_box], [status, text, tiles, grid])
     return app
 
 

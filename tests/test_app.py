@@ -134,6 +134,12 @@ def test_run_says_what_is_missing(app_module, checkpoint):
         app_module.run(model, processor, _image(), "", [], seed=0)
 
 
+def test_structured_samples_are_shown_as_json_with_three_decimals(app_module):
+    det = {"boxes": [(0.123456, np.float32(0.5), 1.0, 0.9996)], "labels": ["cube"]}
+    assert app_module.sample_text(det) == '{"boxes": [[0.123, 0.5, 1.0, 1.0]], "labels": ["cube"]}'
+    assert app_module.sample_text("a red cube 0.123456") == "a red cube 0.123456"  # text is left as it is
+
+
 def test_default_targets_skip_rgb_tokens_at_the_image_resolution(app_module, checkpoint):
     register_modality("tok_rgb@32", patch_size=8, overwrite=True)
     register_modality("tok_rgb@64", patch_size=8, overwrite=True)
