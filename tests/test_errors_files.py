@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import imported_script
+from conftest import TINY_DECODER, TINY_FOURM, TINY_VIT, imported_script
 from transformers import AutoConfig, AutoModel
 
 from fourm_hf import (
@@ -27,26 +27,7 @@ from fourm_hf import (
 from fourm_hf.conversion.official_vq import config_from_official
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FOURM = dict(
-    hidden_size=32,
-    num_encoder_layers=1,
-    num_decoder_layers=1,
-    num_attention_heads=2,
-    encoder_modalities=["rgb@224", "caption"],
-    decoder_modalities=["caption"],
-)
-TINY_VQ = dict(
-    image_size=32,
-    patch_size=8,
-    encoder_hidden_size=32,
-    encoder_num_layers=1,
-    encoder_num_heads=2,
-    codebook_size=16,
-    latent_dim=8,
-    decoder_hidden_size=32,
-    decoder_num_layers=1,
-    decoder_num_heads=2,
-)
+TINY_VQ = {**TINY_VIT, **TINY_DECODER}
 FOURM_LOADERS = {
     "FourMConfig": FourMConfig.from_pretrained,
     "FourMForMaskedModeling": FourMForMaskedModeling.from_pretrained,

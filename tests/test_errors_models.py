@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_DECODER, TINY_FOURM, TINY_UNET, TINY_VIT
 
 from fourm_hf import (
     FourMConfig,
@@ -21,31 +22,6 @@ from fourm_hf import (
 )
 from fourm_hf.models.fourm.modeling_fourm_tasks import layer_decay_param_groups
 
-TINY_FOURM = dict(
-    hidden_size=32,
-    num_encoder_layers=1,
-    num_decoder_layers=1,
-    num_attention_heads=2,
-    encoder_modalities=["rgb@224", "caption"],
-    decoder_modalities=["caption"],
-)
-TINY_VIT = dict(
-    image_size=32,
-    patch_size=8,
-    encoder_hidden_size=32,
-    encoder_num_layers=1,
-    encoder_num_heads=2,
-    codebook_size=16,
-    latent_dim=8,
-)
-TINY_DECODER = dict(decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2)
-TINY_UNET = dict(
-    unet_channels=16,
-    unet_channel_mult=(1, 2),
-    unet_num_res_blocks=1,
-    unet_attention_resolutions=(2,),
-    unet_norm_groups=8,
-)
 IDS = torch.zeros(1, 4, 4, dtype=torch.long)
 PIXELS = torch.zeros(1, 3, 32, 32)
 

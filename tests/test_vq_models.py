@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_DECODER, TINY_UNET, TINY_VIT
 
 from fourm_hf import (
     FourMDDIMScheduler,
@@ -26,16 +27,6 @@ from fourm_hf.models.fourm_vq.modeling_fourm_vq import (
     sincos_position_table,
 )
 from fourm_hf.models.fourm_vq.scheduling_fourm_divae import make_alphas_cumprod
-
-TINY_VIT = dict(
-    image_size=32, patch_size=8, encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=2,
-    codebook_size=16, latent_dim=8,
-)
-TINY_DECODER = dict(decoder_hidden_size=32, decoder_num_layers=1, decoder_num_heads=2)
-TINY_UNET = dict(
-    unet_channels=16, unet_channel_mult=(1, 2), unet_num_res_blocks=1, unet_attention_resolutions=(2,),
-    unet_norm_groups=8,
-)
 
 
 def tiny_vqvae(**overrides) -> FourMVQVAE:
