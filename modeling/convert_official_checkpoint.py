@@ -10,37 +10,20 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import FourMForMaskedModeling
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.conversion.files import check_destination, check_source
 from fourm_hf.conversion.official_fourm import read_official_checkpoint
+from fourm_hf.models.model_cards import build_model_card
 
-CARD = """---
-{card_data}
----
-
-# {name} (fourm_hf)
-
-4M any-to-any multimodal masked model, converted from the official apple/ml-4m checkpoint `{source}` to the
-native [fourm_hf](https://github.com/) layout. Numerics are identical to the official implementation.
+DESCRIPTION = """
+Converted from the official apple/ml-4m checkpoint `{source}`; numerics are identical to the official
+implementation.
 
 - Encoder modalities: {inputs}
 - Decoder modalities: {targets}
 - Width {dim}, {enc} encoder + {dec} decoder layers, {heads} heads
-
-```python
-import fourm_hf
-from fourm_hf import FourMForMaskedModeling
-from fourm_hf.cli import HelpFormatter
-model = FourMForMaskedModeling.from_pretrained("{dst}")
-```
-
-## Licence
-
-The fourm_hf code is Apache-2.0. The released 4M weights carry their own licence, set by their authors
-(EPFL and Apple): check the licence of the original model repository before any use, in particular commercial use.
 """
 
 
@@ -49,6 +32,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("source", help="official directory, repo id or bare .safetensors file")
     parser.add_argument("destination", type=Path, help="output directory (config.json, model.safetensors, README.md)")
+    parser.add_argument(
+        "--repo-id", default=None,
+        help="Hub repo id you will push the result to, used in the model card's snippet (default: DST as given)",
+    )
     args = parser.parse_args(argv)
     try:
         check_source(args.source, "source")
@@ -65,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = FourMForMaskedModeling.from_pretrained(args.source)
     model.save_pretrained(args.destination)
     config = model.config
-    card_data = ModelCardData(library_name="transformers", license="other", tags=["fourm_hf", "4M", "multimodal"])
-    card = ModelCard(
-        CARD.format(
-            card_data=card_data.to_yaml(), name=Path(str(args.source)).name, source=args.source,
-            inputs=", ".join(config.encoder_modalities), targets=", ".join(config.decoder_modalities),
-            dim=config.hidden_size, enc=config.num_encoder_layers, dec=config.num_decoder_layers,
-            heads=config.num_attention_heads, dst=args.destination,
-        )
+    description = DESCRIPTION.format(
+        source=args.source, inputs=", ".join(config.encoder_modalities), targets=", ".join(config.decoder_modalities),
+        dim=config.hidden_size, enc=config.num_encoder_layers, dec=config.num_decoder_layers,
+        heads=config.num_attention_heads,
+    )
+    card = build_model_card(
+        model, args.repo_id or str(args.destination), derived_from_release=True, description=description,
+        tags=["multimodal"],
     )
     card.save(args.destination / "README.md")
     print(f"Wrote {args.destination} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")

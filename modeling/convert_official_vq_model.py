@@ -12,38 +12,20 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
 
 from fourm_hf import load_vq_model
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.conversion.files import check_destination, check_source
 from fourm_hf.conversion.official_vq import read_official_tokenizer
+from fourm_hf.models.model_cards import build_model_card
 from fourm_hf.modalities import FAMILIES, vq_model_id
 
-CARD = """---
-{card_data}
----
-
-# {name} (fourm_hf)
-
-4M modality tokenizer ({cls}), converted from the official apple/ml-4m checkpoint `{source}` to the native
-fourm_hf layout. Encoding and decoding reproduce the official implementation.
+DESCRIPTION = """
+Converted from the official apple/ml-4m modality tokenizer `{source}`; encoding and decoding reproduce the official
+implementation.
 
 - Input channels: {channels}{classes}; codebook: {codebook} codes ({quantizer})
 - {layout}
-
-```python
-import fourm_hf
-from fourm_hf import {cls}
-tokenizer = {cls}.from_pretrained("{dst}")
-ids = tokenizer.encode(x)
-reconstruction = tokenizer.decode(ids)
-```
-
-## Licence
-
-The fourm_hf code is Apache-2.0. The released 4M tokenizer weights carry their own licence, set by their authors
-(EPFL and Apple): check the licence of the original repository before any use, in particular commercial use.
 """
 
 
@@ -55,6 +37,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "source", help="official directory, repo id, bare .safetensors file, or a family with a released VQ model"
     )
     parser.add_argument("destination", type=Path, help="output directory (config.json, model.safetensors, README.md)")
+    parser.add_argument(
+        "--repo-id", default=None,
+        help="Hub repo id you will push the result to, used in the model card's snippet (default: DST as given)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.source in FAMILIES or f"tok_{args.source}" in FAMILIES:
@@ -81,15 +67,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     else:
         layout = "bottleneck-MLP encoder on (batch, channels, 1, 1) vectors"
-    name = Path(source).parent.name if str(source).endswith(".safetensors") else Path(str(source)).name
-    card_data = ModelCardData(library_name="transformers", license="other", tags=["fourm_hf", "4M", "vq-vae"])
-    card = ModelCard(
-        CARD.format(
-            card_data=card_data.to_yaml(), name=name, cls=type(model).__name__, source=source,
-            channels=config.num_channels,
-            classes=f" (class embedding of {config.num_classes} classes)" if config.num_classes else "",
-            codebook=config.codebook_size, quantizer=config.quantizer_type, layout=layout, dst=args.destination,
-        )
+    description = DESCRIPTION.format(
+        source=source, channels=config.num_channels,
+        classes=f" (class embedding of {config.num_classes} classes)" if config.num_classes else "",
+        codebook=config.codebook_size, quantizer=config.quantizer_type, layout=layout,
+    )
+    card = build_model_card(
+        model, args.repo_id or str(args.destination), derived_from_release=True, description=description,
+        tags=["vq-vae"],
     )
     card.save(args.destination / "README.md")
     print(f"Wrote {args.destination} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from hub_server import MockHub, hub_env
@@ -40,6 +41,11 @@ def test_push_then_pull_native_model(tmp_path):
             hub, tmp_path / "home_push",
         )
         assert "model.safetensors" in hub.repos["me/tiny-fourm"]
+        # the pushed card is fourm_hf's (not transformers' template) and its snippet names the repo
+        card = ModelCard(hub.repos["me/tiny-fourm"]["README.md"].decode())
+        assert card.data.library_name == "fourm_hf" and card.data.pipeline_tag == "any-to-any"
+        assert 'AutoModelForMaskedLM.from_pretrained("me/tiny-fourm")' in card.content
+        assert "automatically generated" not in card.content
         run_client(
             f"""
             import fourm_hf

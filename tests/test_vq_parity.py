@@ -123,7 +123,9 @@ def test_conversion_script_round_trip(official_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((destination / "config.json").read_text())
     assert saved["model_type"] == "fourm_vqvae" and saved["quantizer_type"] == "memcodes"
-    assert "4M modality tokenizer (FourMVQVAE)" in (destination / "README.md").read_text()
+    card = (destination / "README.md").read_text()
+    assert "library_name: fourm_hf" in card and "license_name: sample-code-license-1.1" in card
+    assert "`FourMVQVAE`" in card and "codebook: " in card and "(memcodes)" in card
     from transformers import AutoModel
 
     native = AutoModel.from_pretrained(destination)

@@ -9,15 +9,18 @@ transformers' `PreTrainedModel.from_pretrained`. Either way the loaded tensors a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from huggingface_hub import ModelCard
 from safetensors import SafetensorError
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from ..conversion.files import check_source, find_safetensors, load_safetensors, unreadable_weights
 from ..conversion.hub import hub_kwargs
 from ..conversion.official import read_checkpoint
+from .model_cards import build_model_card, is_replaceable
 
 
 def check_not_empty(tensor: torch.Tensor, argument: str, owner: str) -> None:
@@ -179,6 +182,22 @@ class FourMLoadingMixin:
             model.config.name_or_path = source
             model.name_or_path = model.config.name_or_path
         return (model, info) if return_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus a model card (`README.md`: fourm_hf metadata, the weights'
+        licence, a usage snippet loading from `save_directory`) unless the directory holds a card of the user's."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        card_path = Path(save_directory) / "README.md"
+        if kwargs.get("is_main_process", True) and is_replaceable(card_path):
+            build_model_card(self, os.fspath(save_directory)).save(card_path)
+
+    def _upload_modified_files(self, working_dir: str | os.PathLike, repo_id: str, *args: Any, **kwargs: Any):
+        """Before `push_to_hub` uploads, replace transformers' template card by ours, naming `repo_id`."""
+        card_path = Path(working_dir) / "README.md"
+        if is_replaceable(card_path):
+            tags = ModelCard.load(card_path).data.tags or [] if card_path.exists() else []
+            build_model_card(self, repo_id, tags=[t for t in tags if t not in ("fourm_hf", "4M")]).save(card_path)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
 
 __all__ = ["FourMLoadingMixin", "check_finite", "check_not_empty", "check_range", "meta_state_shapes"]
