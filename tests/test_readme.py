@@ -18,11 +18,17 @@ from fourm_hf import (
     FourMConfig,
     FourMDiVAE,
     FourMDiVAEConfig,
+    FourMForDepthEstimation,
+    FourMForImageClassification,
     FourMForMaskedModeling,
+    FourMForSemanticSegmentation,
+    FourMImageProcessor,
+    FourMProcessor,
     FourMTokenizer,
     FourMVQVAE,
     FourMVQVAEConfig,
     load_vq_model,
+    register_modality,
 )
 from fourm_hf.data.synthetic import synthetic_scenes_dataset
 
@@ -103,6 +109,11 @@ HUB_SUBSTITUTES = {
     "num_crops=4, num_shards=8": "num_crops=2, num_shards=2",
     "num_steps=49": "num_steps=4",
     "num_steps=25": "num_steps=3",
+    '"outputs/classification"': '"{classification}"',  # training/finetune.py outputs: heads + image processor
+    '"outputs/segmentation"': '"{segmentation}"',
+    '"outputs/depth"': '"{depth}"',
+    '"outputs/demo/fourm"': '"{demo_fourm}"',  # examples/demo.py outputs: an untrained 4M of the demo's layout
+    '"outputs/demo/processor"': '"{demo_processor}"',
 }
 SKIP_MARKER = re.compile(r"<!--\s*test:\s*skip\b[^>]*-->\s*$")
 IMAGE_SIZE = 224
@@ -165,8 +176,56 @@ def local_models(tmp_path_factory) -> dict[str, Path]:
     # padded to the released vocabulary size, so every id the 4M samples decodes
     tokenizer.add_tokens([f"unused{i}" for i in range(len(tokenizer), MODALITIES["caption"].vocab_size)])
     tokenizer.backend_tokenizer.save(str(root / "text_tokenizer.json"))
+    torch.manual_seed(0)
+    heads = save_heads(root)
+    demo = save_demo_stand_in(root / "demo", tokenizer)
     return {"fourm": root / "fourm", "tok_rgb": root / "tok_rgb", "tok_depth": root / "tok_depth",
-            "text_tokenizer": root / "text_tokenizer.json"}
+            "text_tokenizer": root / "text_tokenizer.json", **heads, **demo}
+
+
+def save_heads(root: Path) -> dict[str, Path]:
+    """What `training/finetune.py` writes for each task: a tiny head and its FourMImageProcessor, side by side."""
+    config = dict(hidden_size=32, num_encoder_layers=1, num_decoder_layers=0, num_attention_heads=2,
+                  encoder_modalities=["rgb@224"], decoder_modalities=[], head_hidden_size=8)  # fmt: skip
+    labels = {0: "background", 1: "cat", 2: "dog"}
+    heads = {
+        "classification": FourMForImageClassification(FourMConfig(**config, id2label=labels)),
+        "segmentation": FourMForSemanticSegmentation(FourMConfig(**config, id2label=labels)),
+        "depth": FourMForDepthEstimation(FourMConfig(**config)),
+    }
+    for name, head in heads.items():
+        head.save_pretrained(root / name)
+        FourMImageProcessor().save_pretrained(root / name)
+    return {name: root / name for name in heads}
+
+
+def save_demo_stand_in(root: Path, tokenizer: FourMTokenizer) -> dict[str, Path]:
+    """An untrained 4M and processor with the layout `examples/demo.py` saves: 64-pixel RGB in 8-pixel patches,
+    RGB and depth token grids with their VQ-VAEs, captions and boxes. The saved configs carry the 64-pixel specs;
+    the registry is left as it was, as a fresh process would find it."""
+    registered = dict(MODALITIES)
+    register_modality("rgb@64", patch_size=8, overwrite=True)
+    vq_models = {}
+    for name, channels in (("tok_rgb@64", 3), ("tok_depth@64", 1)):
+        register_modality(name, vocab_size=64, patch_size=8, overwrite=True)
+        vq_models[name] = FourMVQVAE(FourMVQVAEConfig(
+            image_size=64, patch_size=8, num_channels=channels, codebook_size=64, latent_dim=8,
+            encoder_hidden_size=16, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16,
+            decoder_num_layers=1, decoder_num_heads=2,
+        ))  # fmt: skip
+    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": 12, "max_tokens": 12}
+    tokens = ["tok_rgb@64", "tok_depth@64", "caption", "det"]
+    FourMForMaskedModeling(FourMConfig(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
+        encoder_modalities=["rgb@64", *tokens], decoder_modalities=tokens,
+        modality_specs={"caption": sequence, "det": sequence},
+    )).save_pretrained(root / "fourm")  # fmt: skip
+    FourMProcessor(FourMImageProcessor(image_size=64, patch_size=8), tokenizer, vq_models=vq_models).save_pretrained(
+        root / "processor"
+    )
+    MODALITIES.clear()
+    MODALITIES.update(registered)
+    return {"demo_fourm": root / "fourm", "demo_processor": root / "processor"}
 
 
 def block_inputs(paths: dict[str, Path]) -> dict:
@@ -174,6 +233,7 @@ def block_inputs(paths: dict[str, Path]) -> dict:
     generator = torch.Generator().manual_seed(0)
     text_tokenizer = FourMTokenizer(tokenizer_file=str(paths["text_tokenizer"]))
     caption = text_tokenizer("a red cube on a gray floor [EOS]", return_tensors="pt", add_special_tokens=False)
+    caption_length = caption["input_ids"].shape[1]
     seg_item = {"pixel_values": torch.randn(3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
                 "labels": torch.randint(0, 150, (IMAGE_SIZE, IMAGE_SIZE), generator=generator)}
     return {
@@ -185,6 +245,13 @@ def block_inputs(paths: dict[str, Path]) -> dict:
         "rgb_vq": load_vq_model(str(paths["tok_rgb"])),
         "train": [seg_item] * 2,
         "val": [seg_item],
+        # the forward contract's batch: depth tokens all targets, the caption's first half given, the rest targets
+        "model": FourMForMaskedModeling.from_pretrained(paths["fourm"]),
+        "depth_ids": torch.randint(0, MODALITIES["tok_depth@224"].vocab_size, (1, 196), generator=generator),
+        "depth_input_mask": torch.ones(1, 196, dtype=torch.bool),
+        "depth_target_mask": torch.zeros(1, 196, dtype=torch.bool),
+        "caption_input_mask": (torch.arange(caption_length) >= caption_length // 2)[None],
+        "caption_target_mask": (torch.arange(caption_length) < caption_length // 2)[None],
     }
 
 
@@ -206,5 +273,6 @@ def test_readme_python_blocks_run(heading, local_models, tmp_path, monkeypatch):
         pytest.skip("every block of this section is marked `<!-- test: skip -->` in README.md")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "readme", **block_inputs(local_models)}
+    namespace["image"].save(tmp_path / "scene.png")  # the user's picture the Pipelines section opens
     for code in blocks:
         exec(compile(substitute(code, local_models), f"README.md ({heading})", "exec"), namespace)  # noqa: S102
