@@ -44,7 +44,7 @@ import json
 import multiprocessing
 import os
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -61,6 +61,7 @@ KEY_COLUMN = "__key__"
 PARQUET_BATCH_ROWS = 256  # rows decoded at a time from a Parquet shard
 TAR_EXTENSIONS = ("npy", "json", "txt")
 _ORDER, _BUFFER = 0, 1  # generator streams: shard order per epoch, shuffle buffer per reader
+_INHERITED: list = []  # the (function, jobs) of the running run_parallel call, inherited by its forked processes
 
 
 def shard_name(index: int) -> str:
@@ -86,21 +87,23 @@ def _tar_member(key: str, value: Any, feature: Any) -> tuple[str, bytes]:
     flat = isinstance(feature, (datasets.List, datasets.LargeList)) and isinstance(feature.feature, datasets.Value)
     if regular or flat:
         buffer = io.BytesIO()
-        np.save(buffer, np.asarray(value, dtype=feature.dtype if regular else feature.feature.dtype), allow_pickle=False)
+        dtype = feature.dtype if regular else feature.feature.dtype
+        np.save(buffer, np.asarray(value, dtype=dtype), allow_pickle=False)
         return f"{key}.npy", buffer.getvalue()
     return f"{key}.json", json.dumps(value).encode()
 
 
-def _write_shard(dataset: datasets.Dataset, output_dir: str, num_shards: int, index: int, shard_format: str) -> int:
-    """Write shard `index` of `num_shards` (contiguous rows, keys = global row indices); returns its row count."""
-    size, extra = divmod(len(dataset), num_shards)
-    start = size * index + min(index, extra)  # as Dataset.shard(contiguous=True) splits the rows
-    shard = dataset.shard(num_shards, index, contiguous=True)
-    keys = [f"{start + row:09d}" for row in range(len(shard))]
+def write_shard(
+    shard: datasets.Dataset, output_dir: str | os.PathLike, index: int, first_key: int, shard_format: str = "parquet"
+) -> None:
+    """Write one shard: `shard-<index>.parquet`, or `<column>/shard-<index>.tar` for every column; the samples' keys
+    are `first_key`, `first_key + 1`, ... (their row indices in the whole dataset, 9 digits)."""
+    shard = shard.with_format(None)
+    keys = [f"{first_key + row:09d}" for row in range(len(shard))]
     name = shard_name(index)
     if shard_format == "parquet":
         shard.add_column(KEY_COLUMN, keys).to_parquet(os.path.join(output_dir, f"{name}.parquet"))
-        return len(shard)
+        return
     for column, feature in shard.features.items():
         folder = os.path.join(output_dir, column)
         os.makedirs(folder, exist_ok=True)
@@ -110,7 +113,30 @@ def _write_shard(dataset: datasets.Dataset, output_dir: str, num_shards: int, in
                 info = tarfile.TarInfo(member)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    return len(shard)
+
+
+def _run_inherited(index: int) -> Any:
+    function, jobs = _INHERITED[0]
+    return function(*jobs[index])
+
+
+def run_parallel(function: Callable[..., Any], jobs: Sequence[tuple], num_proc: int) -> list:
+    """`[function(*job) for job in jobs]`, in up to `num_proc` forked processes with one torch thread each (as
+    DataLoader workers: the processes are the parallelism, and a forked OpenMP pool is unsafe). The function and the
+    jobs reach the processes through the fork, not pickled, so closures and large models cost nothing to send; the
+    results come back pickled. Runs in this process with `num_proc=1` or where fork is unavailable."""
+    processes = min(num_proc, len(jobs))
+    if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(*job) for job in jobs]
+    _INHERITED[:] = [(function, jobs)]
+    try:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(
+            processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            return list(pool.map(_run_inherited, range(len(jobs))))
+    finally:
+        _INHERITED.clear()
 
 
 def write_shards(
@@ -140,16 +166,11 @@ def write_shards(
         )
     output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    dataset = dataset.with_format(None)
-    if num_proc == 1:
-        for index in range(num_shards):
-            _write_shard(dataset, output_dir, num_shards, index, shard_format)
-        return output_dir
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(num_proc, num_shards), mp_context=context) as pool:
-        jobs = [pool.submit(_write_shard, dataset, output_dir, num_shards, i, shard_format) for i in range(num_shards)]
-        for job in jobs:
-            job.result()
+    size, extra = divmod(len(dataset), num_shards)
+    starts = [size * index + min(index, extra) for index in range(num_shards)]  # as Dataset.shard(contiguous=True)
+    shards = [dataset.shard(num_shards, i, contiguous=True) for i in range(num_shards)]
+    jobs = [(shard, output_dir, i, starts[i], shard_format) for i, shard in enumerate(shards)]
+    run_parallel(write_shard, jobs, num_proc)
     return output_dir
 
 
@@ -401,6 +422,8 @@ __all__ = [
     "StreamingDataLoader",
     "StreamingResumeCallback",
     "find_shards",
+    "run_parallel",
     "sample_index",
+    "write_shard",
     "write_shards",
 ]
