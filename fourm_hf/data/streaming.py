@@ -59,6 +59,7 @@ from ..checks import check_choice, check_int
 SHARD_FORMATS = ("parquet", "tar")
 KEY_COLUMN = "__key__"
 PARQUET_BATCH_ROWS = 256  # rows decoded at a time from a Parquet shard
+WRITE_BATCH_ROWS = 256  # rows of a column read at a time when writing a tar
 TAR_EXTENSIONS = ("npy", "json", "txt")
 _ORDER, _BUFFER = 0, 1  # generator streams: shard order per epoch, shuffle buffer per reader
 _INHERITED: list = []  # the (function, jobs) of the running run_parallel call, inherited by its forked processes
@@ -79,17 +80,25 @@ def sample_index(key: str) -> int:
 # Writing
 
 
-def _tar_member(key: str, value: Any, feature: Any) -> tuple[str, bytes]:
-    """`<key>.<ext>` and the bytes of one value: arrays (and flat id lists) as .npy, strings as .txt, the rest .json."""
-    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        return f"{key}.txt", value.encode()
-    regular = isinstance(feature, (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Value))
-    flat = isinstance(feature, (datasets.List, datasets.LargeList)) and isinstance(feature.feature, datasets.Value)
-    if regular or flat:
+def _npy_dtype(feature: Any) -> str | None:
+    """The dtype a column's values are stored with as .npy (arrays, scalars, flat id lists); None for .txt / .json."""
+    if isinstance(feature, datasets.Value):
+        return None if feature.dtype in ("string", "large_string") else feature.dtype
+    if isinstance(feature, (datasets.Array2D, datasets.Array3D, datasets.Array4D)):
+        return feature.dtype
+    if isinstance(feature, (datasets.List, datasets.LargeList)) and isinstance(feature.feature, datasets.Value):
+        return _npy_dtype(feature.feature)
+    return None
+
+
+def _tar_member(key: str, value: Any, dtype: str | None) -> tuple[str, bytes]:
+    """`<key>.<ext>` and the bytes of one value: .npy with `dtype`, else .txt for strings and .json for the rest."""
+    if dtype is not None:
         buffer = io.BytesIO()
-        dtype = feature.dtype if regular else feature.feature.dtype
         np.save(buffer, np.asarray(value, dtype=dtype), allow_pickle=False)
         return f"{key}.npy", buffer.getvalue()
+    if isinstance(value, str):
+        return f"{key}.txt", value.encode()
     return f"{key}.json", json.dumps(value).encode()
 
 
@@ -107,9 +116,12 @@ def write_shard(
     for column, feature in shard.features.items():
         folder = os.path.join(output_dir, column)
         os.makedirs(folder, exist_ok=True)
+        dtype = _npy_dtype(feature)
+        rows = shard.select_columns([column]).with_format("numpy" if dtype is not None else None)
+        values = (value for batch in rows.iter(batch_size=WRITE_BATCH_ROWS) for value in batch[column])
         with tarfile.open(os.path.join(folder, f"{name}.tar"), "w") as tar:
-            for key, value in zip(keys, shard[column]):
-                member, data = _tar_member(key, value, feature)
+            for key, value in zip(keys, values):
+                member, data = _tar_member(key, value, dtype)
                 info = tarfile.TarInfo(member)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
