@@ -179,6 +179,16 @@ def test_streaming_errors(shards, tmp_path):
     stream = ShardStream(broken, columns=["det", "tok_semseg@224"], shuffle_buffer=1, epochs=1)
     with pytest.raises(ValueError, match="member '000000002.npy' where the other modalities have the sample '000000000'"):
         list(stream)
+    options = {"output_dir": str(tmp_path / "run"), "report_to": "none", "use_cpu": True}
+    with pytest.raises(ValueError, match="--shuffle_buffer must be >= 1, got 0"):
+        FourMPretrainingArguments(**options, shuffle_buffer=0)
+    args = FourMPretrainingArguments(
+        **options, streaming=True, train_dataset=paths["parquet"], input_tokens="8", target_tokens="8",
+        total_tokens=1e4, warmup_tokens=0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"masks \[.*\], which the dataset has no column for \(it has \['crop_settings', "
+                                         r"'tok_semseg@224', 'caption', 'det', 'metadata'\]\)"):  # fmt: skip
+        run_pretraining(args)
     assert sample_index("000000042") == 42
     hashed = {sample_index(f"cc12m/{name}") for name in ("a", "b", "c", "d")}
     assert len(hashed) == 4 and all(0 <= h < 2**63 for h in hashed)
