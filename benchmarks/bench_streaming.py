@@ -8,13 +8,15 @@ in-memory path: memory-mapped Arrow, `SeededMaskingDataset`, a shuffled map-styl
 tar shards (`ShardStream`, `StreamingDataLoader`). Each variant reads one epoch with the same DataLoader workers,
 either masked by `FourMMaskingCollator` (the training loader) or only read (`collate_fn=list`); the variants are
 interleaved and repeated, and the median is reported. Samples/s counts from the first batch on (worker start-up left
-out). The last line compares with the samples/s one GPU consumes in a 4M-B step at batch 128, estimated from FLOPs.
+out); CPU time per sample counts the main process and the workers. The last lines give the samples/s one GPU consumes
+in a 4M-B step at batch 128, estimated from FLOPs, and the CPU cores the masked stream needs to match it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -65,14 +67,28 @@ def random_rows(num_samples: int, num_crops: int, modalities) -> datasets.Datase
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
 
 
-def measure(loader) -> float:
-    """Samples per second after the first batch."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DataLoader workers, once joined)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def batch_size_of(batch) -> int:
+    return len(batch) if isinstance(batch, list) else len(next(iter(batch["modalities"].values()))["tensor"])
+
+
+def measure(loader) -> tuple[float, float]:
+    """Samples per second after the first batch, and CPU milliseconds per sample over the whole epoch (workers
+    included: they are joined when the epoch ends), which the other jobs of a shared machine barely change."""
+    cpu = cpu_seconds()
     iterator = iter(loader)
-    next(iterator)
+    total = batch_size_of(next(iterator))
     start, samples = time.perf_counter(), 0
     for batch in iterator:
-        samples += len(batch) if isinstance(batch, list) else len(next(iter(batch["modalities"].values()))["tensor"])
-    return samples / (time.perf_counter() - start)
+        samples += batch_size_of(batch)
+    rate = samples / (time.perf_counter() - start)
+    del iterator  # joins the workers
+    return rate, 1000 * (cpu_seconds() - cpu) / (total + samples)
 
 
 def step_samples_per_second(gpu: str) -> float:
@@ -90,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--num-crops", type=int, default=1)
-    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--shards", type=int, default=2, help="per format; real shards hold 1k-10k samples")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -111,6 +127,7 @@ def main() -> None:
             stream = ShardStream(os.path.join(root, source.split()[0]), shuffle_buffer=256, epochs=1)
             return StreamingDataLoader(stream, collate_fn=collate, **options)
 
+        next(iter(ShardStream(os.path.join(root, "parquet"))))  # load_dataset's first call, inherited by the workers
         variants = [(source, work) for work in ("masked", "read only")
                     for source in ("in-memory (save_to_disk)", "parquet shards", "tar shards")]  # fmt: skip
         results = {variant: [] for variant in variants}
@@ -125,14 +142,19 @@ def main() -> None:
     print(f"{args.samples} samples of {MIXTURE} ({len(modalities)} modalities, {args.num_crops} crop(s)), "
           f"{args.workers} workers, batch {args.batch_size}, median of {args.repeats}; torch threads "
           f"{torch.get_num_threads()}; on disk (MiB): " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in sizes.items()))
-    print("| source | work | samples/s | vs in-memory |")
-    print("|---|---|---|---|")
+    print("| source | work | samples/s | vs in-memory | CPU ms per sample | vs in-memory |")
+    print("|---|---|---|---|---|---|")
+    medians = {
+        variant: [statistics.median(run[i] for run in runs) for i in (0, 1)] for variant, runs in results.items()
+    }  # (samples/s, CPU ms per sample)
     for source, work in variants:
-        rate = statistics.median(results[(source, work)])
-        base = statistics.median(results[("in-memory (save_to_disk)", work)])
-        print(f"| {source} | {work} | {rate:.0f} | {rate / base:.2f}x |")
+        (rate, cpu), (base_rate, base_cpu) = medians[(source, work)], medians[("in-memory (save_to_disk)", work)]
+        print(f"| {source} | {work} | {rate:.0f} | {rate / base_rate:.2f}x | {cpu:.2f} | {cpu / base_cpu:.2f}x |")
+    slowest = max(medians[(source, "masked")][1] for source in ("parquet shards", "tar shards"))
     for gpu in GPU_PEAK_TFLOPS:
-        print(f"4M-B step on one {gpu} (estimate, {ASSUMED_MFU:.0%} MFU): {step_samples_per_second(gpu):.0f} samples/s")
+        needed = step_samples_per_second(gpu)
+        print(f"4M-B step on one {gpu} (estimate, {ASSUMED_MFU:.0%} MFU): {needed:.0f} samples/s; the masked stream "
+              f"needs {needed * slowest / 1000:.1f} CPU cores for it")
 
 
 if __name__ == "__main__":
