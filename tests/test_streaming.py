@@ -157,6 +157,41 @@ def test_loader_resumes_mid_epoch_with_the_next_unseen_batch(shards, fmt):
         loader(batch_size=4).load_state_dict(state)
 
 
+def test_tars_written_elsewhere_in_the_official_layout_are_read(tmp_path):
+    """Tars made with tarfile alone, as 4M's pre-tokenisation output is tarred: int16 token grids, non-numeric keys in
+    a sub-folder, the crop settings in their own folder."""
+    rng = np.random.default_rng(0)
+    keys = [f"cc12m/{name}" for name in ("a7f3", "b0c1", "c2d9", "d4e8")]
+    tokens = {key: rng.integers(0, 4096, (3, 196)).astype(np.int16) for key in keys}
+    settings = {key: np.array([[0, 0, 64, 64, 0], [4, 2, 50, 50, 1], [1, 1, 60, 60, 0]]) for key in keys}
+    for folder, arrays in (("tok_semseg@224", tokens), ("crop_settings", settings)):
+        (tmp_path / folder).mkdir()
+        for shard, names in enumerate((keys[:2], keys[2:])):
+            with tarfile.open(tmp_path / folder / f"shard-{shard:05d}.tar", "w") as tar:
+                for key in names:
+                    buffer = io.BytesIO()
+                    np.save(buffer, arrays[key])
+                    info = tarfile.TarInfo(f"{key}.npy")
+                    info.size = buffer.tell()
+                    tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    samples = list(ShardStream(tmp_path, masking_seed=3, shuffle_buffer=1, epochs=1))
+    assert sorted(s["__key__"] for s in samples) == keys
+    mixture = MaskingMixture.from_dict({
+        "input_tokens": 32, "target_tokens": 32,
+        "alphas_mixture": {"tok_semseg@224": {"input_alphas": [1.0], "target_alphas": [1.0]}},
+    })  # fmt: skip
+    collator = FourMMaskingCollator(mixture)
+    for sample in samples:
+        key = sample["__key__"]
+        assert sample["tok_semseg@224"].dtype == np.int16
+        np.testing.assert_array_equal(sample["tok_semseg@224"], tokens[key])
+        assert sample["masking_seed"] == (3, 0, sample_index(key))
+        masked = collator([sample])["modalities"]["tok_semseg@224"]
+        ids = masked["tensor"][0]
+        crop = [c for c in range(3) if np.array_equal(ids.numpy(), tokens[key][c])]
+        assert len(crop) == 1 and masked["tensor"].dtype == torch.int64  # one stored crop, cast to int64
+
+
 def test_streaming_errors(shards, tmp_path):
     dataset, paths = shards
     with pytest.raises(ValueError, match=r"8 shards in .* for 9 readers \(9 processes x 1 DataLoader workers\)"):

@@ -306,6 +306,8 @@ class ShardStream(IterableDataset):
         self.format, self.shards = find_shards(self.path)
         if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) for c in columns)):
             raise TypeError(f"columns must be a list of column names, got {columns!r}.")
+        if columns is not None and not columns:
+            raise ValueError("columns is empty: give the columns to read, or None for all of them.")
         self.columns = None
         available = self.column_names
         missing = sorted(set(columns or ()) - set(available))
