@@ -212,7 +212,8 @@ def test_streaming_errors(shards, tmp_path):
             tar.addfile(info, io.BytesIO(b"[]"))
     os.remove(broken / "caption" / "shard-00000.tar")
     stream = ShardStream(broken, columns=["det", "tok_semseg@224"], shuffle_buffer=1, epochs=1)
-    with pytest.raises(ValueError, match="member '000000002.npy' where the other modalities have the sample '000000000'"):
+    mismatch = "member '000000002.npy' where the other modalities have the sample '000000000'"
+    with pytest.raises(ValueError, match=mismatch):
         list(stream)
     options = {"output_dir": str(tmp_path / "run"), "report_to": "none", "use_cpu": True}
     with pytest.raises(ValueError, match="--shuffle_buffer must be >= 1, got 0"):
@@ -221,8 +222,8 @@ def test_streaming_errors(shards, tmp_path):
         **options, streaming=True, train_dataset=paths["parquet"], input_tokens="8", target_tokens="8",
         total_tokens=1e4, warmup_tokens=0,
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"masks \[.*\], which the dataset has no column for \(it has \['crop_settings', "
-                                         r"'tok_semseg@224', 'caption', 'det', 'metadata'\]\)"):  # fmt: skip
+    columns = r"\(it has \['crop_settings', 'tok_semseg@224', 'caption', 'det', 'metadata'\]\)"
+    with pytest.raises(ValueError, match=r"masks \[.*\], which the dataset has no column for " + columns):
         run_pretraining(args)
     assert sample_index("000000042") == 42
     hashed = {sample_index(f"cc12m/{name}") for name in ("a", "b", "c", "d")}
@@ -318,6 +319,11 @@ def test_streamed_pretraining_killed_after_a_checkpoint_resumes_exactly(tmp_path
     checkpoints = sorted(p.name for p in Path(killed["output_dir"]).glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-3"]  # 3 batches consumed: the 2 workers resume out of phase
 
+    saved = json.loads((Path(killed["output_dir"]) / "checkpoint-3" / "streaming_state.json").read_text())
+    assert saved == {"batches": 3, "batch_size": 4, "num_workers": 2, "world_size": 1, "seed": 0, "num_shards": 4}
+    changed = "cannot resume the stream exactly with a different layout: num_workers 2 -> 1"
+    with pytest.raises(ValueError, match=changed):
+        run_pretraining(FourMPretrainingArguments(**{**killed, "dataloader_num_workers": 1}))
     resumed = run_pretraining(FourMPretrainingArguments(**killed))
     straight = run_pretraining(FourMPretrainingArguments(**streaming_run(tmp_path, "straight", shard_dir)))
     assert resumed.state.global_step == straight.state.global_step == 6

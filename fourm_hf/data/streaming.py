@@ -30,7 +30,8 @@ worker `w` has made `b // W` or `b // W + 1` of them. [`StreamingDataLoader`] co
 collating the ones it skips) and the workers are rotated so that the next batch comes from the one whose turn it was.
 The run continues with exactly the samples and masks it would have had (with endless streams, `epochs=None`, as in
 training; a finite stream resumes exactly until its first reader runs out). Resume with the same world size, batch size
-and number of workers. [`StreamingResumeCallback`] does this for `Trainer` (with `ignore_data_skip=True`).
+and number of workers. [`StreamingResumeCallback`] does this for `Trainer` (with `ignore_data_skip=True`) and refuses
+a resume whose layout differs from the one saved with the checkpoint.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..checks import check_choice, check_int
 
 SHARD_FORMATS = ("parquet", "tar")
 KEY_COLUMN = "__key__"
+STREAMING_STATE_NAME = "streaming_state.json"  # a StreamingDataLoader's layout, saved with each Trainer checkpoint
 PARQUET_BATCH_ROWS = 256  # rows decoded at a time from a Parquet shard
 WRITE_BATCH_ROWS = 256  # rows of a column read at a time when writing a tar
 TAR_EXTENSIONS = ("npy", "json", "txt")
@@ -422,11 +425,26 @@ class StreamingDataLoader(DataLoader):
 
 class StreamingResumeCallback(TrainerCallback):
     """Starts a [`StreamingDataLoader`] after the batches a resumed `Trainer` run consumed (global step x gradient
-    accumulation). Use with `ignore_data_skip=True`: `Trainer`'s own skip would read and collate them again."""
+    accumulation). Use with `ignore_data_skip=True`: `Trainer`'s own skip would read and collate them again. Each
+    checkpoint also gets the loader's layout (`streaming_state.json`: batch size, workers, world size, seed, shards);
+    resuming from a checkpoint of `output_dir` with another layout is refused, since it could not continue exactly."""
+
+    def on_save(self, args, state, control, train_dataloader=None, **kwargs):
+        if isinstance(train_dataloader, StreamingDataLoader) and state.is_world_process_zero:
+            layout = {k: v for k, v in train_dataloader.state_dict().items() if k != "rank"}
+            path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", STREAMING_STATE_NAME)
+            with open(path, "w") as file:
+                json.dump(layout, file)
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        if isinstance(train_dataloader, StreamingDataLoader):
-            train_dataloader.batches_yielded = state.global_step * args.gradient_accumulation_steps
+        if not isinstance(train_dataloader, StreamingDataLoader):
+            return
+        saved = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", STREAMING_STATE_NAME)
+        layout = {}
+        if state.global_step and os.path.isfile(saved):
+            with open(saved) as file:
+                layout = json.load(file)
+        train_dataloader.load_state_dict({**layout, "batches": state.global_step * args.gradient_accumulation_steps})
 
 
 __all__ = [
