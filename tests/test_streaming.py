@@ -6,7 +6,9 @@ import itertools
 import json
 import os
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -17,6 +19,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from fourm_hf import FourMConfig
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
@@ -337,3 +340,37 @@ def test_streamed_pretraining_killed_after_a_checkpoint_resumes_exactly(tmp_path
     assert len({loss for loss, _ in losses(straight).values()}) == 6  # the steps saw different data and masks
     for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+
+
+def test_two_process_streamed_run_resumed_from_a_checkpoint_repeats_its_last_step(tmp_path):
+    """DDP over gloo (2 CPU processes, 2 workers each: every one of the 4 shards has one reader): a run resumed from
+    its step-2 checkpoint in a fresh output_dir takes step 3 as the uninterrupted run did."""
+    args = streaming_run(tmp_path, "straight", tmp_path / "shards")  # 4 x 2 samples per step: 3 steps
+    args.update(save_steps=2)
+
+    def launch(output_dir):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        flags = [f"--{k}={v}" for k, v in {**args, "output_dir": str(output_dir)}.items()]
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "--main_process_port", str(port),
+                   "training/pretrain.py", *flags]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        return json.loads((output_dir / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+
+    straight = launch(tmp_path / "straight")
+    saved = json.loads((tmp_path / "straight" / "checkpoint-2" / "streaming_state.json").read_text())
+    assert saved == {"batches": 2, "batch_size": 4, "num_workers": 2, "world_size": 2, "seed": 0, "num_shards": 4}
+    shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    resumed = launch(tmp_path / "resumed")
+    keys = ("loss", "grad_norm", "caption_loss", "tok_semseg@224_loss")
+    steps = [{e["step"]: [e[k] for k in keys] for e in log if "loss" in e} for log in (straight, resumed)]
+    assert sorted(steps[0]) == sorted(steps[1]) == [1, 2, 3]  # the resumed log starts with the checkpoint's
+    assert steps[1][3] == pytest.approx(steps[0][3], rel=1e-6, abs=0)
+    assert steps[0][2] != steps[0][3]
+    weights = [load_file(str(tmp_path / run / "model.safetensors")) for run in ("straight", "resumed")]
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=0, atol=1e-6, msg=name)
