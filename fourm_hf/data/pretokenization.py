@@ -631,7 +631,7 @@ def pretokenize(
         fingerprint (`str`, *optional*): cache key of the result; by default a hash of the dataset's fingerprint and of
             every setting, tokenizers included.
         num_proc (`int`, *optional*): processes working on the shards at once, each mapping (and writing) whole
-            shards.
+            shards; they are forked (the tokenizers are not pickled) and run one torch thread each.
         output_dir (`str`, *optional*): also write the result there as `num_shards` shards for streaming.
         shard_format (`str`, *optional*, defaults to `"parquet"`): `"parquet"` or `"tar"` (see
             `fourm_hf.data.streaming`).
