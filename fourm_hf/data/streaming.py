@@ -18,8 +18,9 @@ Splitting and order: in data epoch `e` the shards are permuted with a generator 
 of the `G = world_size x num_workers` (rank, DataLoader worker) pairs, `g = rank x num_workers + worker`, reads shards
 `g, g + G, ...` of that order; so each epoch every sample is read exactly once, by one reader, and there must be at
 least `G` shards. Each reader passes its samples through a shuffle buffer seeded by `(seed, g)`, which carries over
-epoch boundaries; readers go through the epochs at their own pace (shards of unequal sizes), as 4M's resampled shards
-do, so only a finite stream (`epochs=n`) ends, when its readers have each read their shards n times.
+epoch boundaries; readers go through the epochs at their own pace (their shards differ in size), and a finite stream
+(`epochs=n`) ends once each reader has read its shards n times. (4M itself resamples shards with replacement; here
+every sample is read once per epoch.)
 
 Masking seeds: every sample gets `masking_seed = (masking_seed, epoch, index)`, `index` being its key when the key is a
 decimal number (the row index, as `write_shards` names them) and a stable 63-bit hash of it otherwise. It depends on
