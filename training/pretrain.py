@@ -5,8 +5,9 @@ LayerNorm parameters and biases; learning rate `base_learning_rate x total batch
 cosine decay to `min_base_learning_rate x total batch / 256`; length and warm-up given in tokens (encoder + decoder
 budget per sample x total batch per optimizer step); no gradient clipping; the 'mod' loss (mean of per-modality
 losses), each per-modality loss logged as `<modality>_loss`. Batches come from [`FourMMaskingCollator`] on a
-pre-tokenised dataset (see `fourm_hf.data.pretokenization`); masks are seeded per sample, so a run resumed from a
-checkpoint continues exactly as if it had never stopped.
+pre-tokenised dataset (see `fourm_hf.data.pretokenization`), held as a `save_to_disk` directory or, with `--streaming`,
+read from Parquet / webdataset tar shards split by rank and worker (see `fourm_hf.data.streaming`); masks are seeded per
+sample, so a run resumed from a checkpoint continues exactly as if it had never stopped.
 
     python training/pretrain.py --train_dataset path/to/pretokenized --config_name config.json \
         --mixture 4m7_all2all_rgb2all --output_dir runs/4m7-b --per_device_train_batch_size 128 --bf16 \
@@ -39,6 +40,7 @@ from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
+from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 
 logger = logging.get_logger(__name__)
 
@@ -52,6 +54,8 @@ class FourMPretrainingArguments(TrainingArguments):
     """
 
     train_dataset: str | None = field(default=None, metadata={"help": "Pre-tokenised dataset (`save_to_disk` dir)."})
+    streaming: bool = field(default=False, metadata={"help": "--train_dataset is a dir of Parquet / tar shards."})
+    shuffle_buffer: int = field(default=1000, metadata={"help": "Samples in each streaming reader's shuffle buffer."})
     mixture: str = field(default="4m7_all2all_rgb2all", metadata={"help": "Mixture preset name or .json/.yaml file."})
     input_tokens: str | None = field(default=None, metadata={"help": "Encoder budget override: 'n' or 'min,max'."})
     target_tokens: str | None = field(default=None, metadata={"help": "Decoder budget override: 'n' or 'min,max'."})
@@ -102,6 +106,7 @@ class FourMPretrainingArguments(TrainingArguments):
         check_number(self.total_tokens, "--total_tokens", 0, open_minimum=True)
         check_number(self.warmup_tokens, "--warmup_tokens", 0)
         check_int(self.masking_seed, "--masking_seed", minimum=0)
+        check_int(self.shuffle_buffer, "--shuffle_buffer", minimum=1)
         if self.train_dataset is not None and not os.path.isdir(self.train_dataset):
             raise FileNotFoundError(
                 f"--train_dataset {self.train_dataset!r} is not a directory; give a pre-tokenised dataset written with "
@@ -183,6 +188,19 @@ class FourMPretrainer(Trainer):
         self._modality_loss_first_step = 0
         if isinstance(self.train_dataset, SeededMaskingDataset):
             self.add_callback(MaskingEpochCallback(self.train_dataset))
+        if isinstance(self.train_dataset, ShardStream):
+            self.add_callback(StreamingResumeCallback())
+
+    def get_train_dataloader(self):
+        """Streams get a resumable loader of their own: they split the data by rank themselves."""
+        if not isinstance(self.train_dataset, ShardStream):
+            return super().get_train_dataloader()
+        args = self.args
+        return StreamingDataLoader(
+            self.train_dataset, self._train_batch_size, collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            prefetch_factor=args.dataloader_prefetch_factor, drop_last=args.dataloader_drop_last,
+        )  # fmt: skip
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         excluded = no_weight_decay_names(model)
@@ -255,7 +273,7 @@ def check_dataset(dataset: Any, args: FourMPretrainingArguments) -> None:
     """The dataset has rows and a column for every modality the mixture masks."""
     if isinstance(dataset, datasets.DatasetDict):
         raise ValueError(f"--train_dataset holds the splits {list(dataset)}; give the directory of one split.")
-    if len(dataset) == 0:
+    if not isinstance(dataset, ShardStream) and len(dataset) == 0:
         raise ValueError("The training dataset has no rows.")
     columns = getattr(dataset, "column_names", None)
     if columns is None:
@@ -279,13 +297,23 @@ def run_pretraining(
     if train_dataset is None:
         if args.train_dataset is None:
             raise ValueError("Give --train_dataset (a pre-tokenised dataset saved with save_to_disk).")
-        train_dataset = datasets.load_from_disk(args.train_dataset).with_format("numpy")
+        if args.streaming:
+            train_dataset = ShardStream(
+                args.train_dataset, seed=args.data_seed if args.data_seed is not None else args.seed,
+                masking_seed=args.masking_seed, shuffle_buffer=args.shuffle_buffer, rank=args.process_index,
+                world_size=args.world_size,
+            )  # fmt: skip
+        else:
+            train_dataset = datasets.load_from_disk(args.train_dataset).with_format("numpy")
     check_dataset(train_dataset, args)
+    streamed = isinstance(train_dataset, ShardStream)
+    if streamed:
+        args.ignore_data_skip = True  # the stream skips what was consumed itself (StreamingResumeCallback)
     model = model if model is not None else build_model(args)
     trainer = FourMPretrainer(
         model=model,
         args=args,
-        train_dataset=SeededMaskingDataset(train_dataset, seed=args.masking_seed),
+        train_dataset=train_dataset if streamed else SeededMaskingDataset(train_dataset, seed=args.masking_seed),
         data_collator=build_collator(args, model.config),
         callbacks=callbacks,
     )

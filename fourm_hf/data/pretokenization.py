@@ -19,9 +19,10 @@ whole but cut by the masking collator; one warning per call says how many. Anyth
 represented (pixel boxes given as normalised ones, a missing image, a float image for a uint8 pixel column, ids outside
 the modality's vocabulary...) is an error naming the row and the column.
 
-Crops are drawn from `(seed, row index)`, so the output does not depend on batching. With `num_shards > 1` each shard
-is cached in its own file: an interrupted run restarts where it stopped. The output is what
-[`FourMMaskingCollator`] consumes (it picks one crop per sample).
+Crops are drawn from `(seed, row index)`, so the output does not depend on batching or on `num_proc`. With
+`num_shards > 1` each shard is cached in its own file: an interrupted run restarts where it stopped. The output is
+what [`FourMMaskingCollator`] consumes (it picks one crop per sample). With `output_dir` the shards are also written as
+Parquet files or webdataset tar shards in 4M's layout, which [`ShardStream`] streams (see `fourm_hf.data.streaming`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, ModalitySpec, get_famil
 from ..modalities.families import hflip_image
 from ..models.fourm.image_processing_fourm import FourMImageProcessor, check_image_object, check_image_values
 from .serialization import NUM_BINS, boxes_to_text
+from .streaming import SHARD_FORMATS, run_parallel, write_shard
 
 logger = logging.get_logger(__name__)
 
@@ -603,6 +605,9 @@ def pretokenize(
     cache_dir: str | os.PathLike | None = None,
     remove_source_columns: bool = True,
     fingerprint: str | None = None,
+    num_proc: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    shard_format: str = "parquet",
 ) -> datasets.Dataset:
     """Tokenise the image columns and serialise the text columns of `dataset` (see the module docstring).
 
@@ -625,6 +630,11 @@ def pretokenize(
         remove_source_columns (`bool`, *optional*, defaults to `True`): drop the source columns consumed.
         fingerprint (`str`, *optional*): cache key of the result; by default a hash of the dataset's fingerprint and of
             every setting, tokenizers included.
+        num_proc (`int`, *optional*): processes working on the shards at once, each mapping (and writing) whole
+            shards; they are forked (the tokenizers are not pickled) and run one torch thread each.
+        output_dir (`str`, *optional*): also write the result there as `num_shards` shards for streaming.
+        shard_format (`str`, *optional*, defaults to `"parquet"`): `"parquet"` or `"tar"` (see
+            `fourm_hf.data.streaming`).
     """
     if not isinstance(dataset, datasets.Dataset):
         hint = "; pick a split, e.g. dataset['train']" if isinstance(dataset, datasets.DatasetDict) else ""
@@ -641,12 +651,15 @@ def pretokenize(
     check_int(batch_size, "batch_size", minimum=1)
     check_int(num_shards, "num_shards", minimum=1, maximum=len(dataset))
     check_bool(remove_source_columns, "remove_source_columns")
+    check_choice(shard_format, "shard_format", SHARD_FORMATS)
+    if num_proc is not None:
+        check_int(num_proc, "num_proc", minimum=1)
     if image_size is not None:
         check_int(image_size, "image_size", minimum=1)
     if image_processor is not None and not isinstance(image_processor, FourMImageProcessor):
         raise TypeError(f"image_processor must be a FourMImageProcessor, got {type(image_processor).__name__}.")
-    for name, value in (("cache_dir", cache_dir), ("fingerprint", fingerprint)):
-        if value is not None and not isinstance(value, (str, os.PathLike) if name == "cache_dir" else str):
+    for name, value in (("cache_dir", cache_dir), ("fingerprint", fingerprint), ("output_dir", output_dir)):
+        if value is not None and not isinstance(value, str if name == "fingerprint" else (str, os.PathLike)):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}.")
     sources = [c.source for c in image_columns + text_columns]
     missing = sorted(set(sources) - set(dataset.column_names))
@@ -684,31 +697,43 @@ def pretokenize(
     if cache_dir is None and dataset.cache_files:
         cache_dir = os.path.dirname(dataset.cache_files[0]["filename"])
 
-    shards, offset = [], 0
+    jobs, offset = [], 0
     for index in range(num_shards):
         shard = dataset.shard(num_shards, index, contiguous=True) if num_shards > 1 else dataset
         cache_file = None
         if cache_dir is not None:
             os.makedirs(cache_dir, exist_ok=True)
             cache_file = os.path.join(cache_dir, f"pretokenized-{fingerprint}-{index:05d}-of-{num_shards:05d}.arrow")
-        shards.append(
-            shard.map(
-                function,
-                with_indices=True,
-                batched=True,
-                batch_size=batch_size,
-                fn_kwargs={"offset": offset},
-                remove_columns=[c for c in shard.column_names if c in removed],
-                features=features,
-                cache_file_name=cache_file,
-                load_from_cache_file=cache_file is not None,
-                new_fingerprint=f"{fingerprint}-{index}-{num_shards}",
-                desc=f"Pre-tokenising shard {index + 1}/{num_shards}",
-            )
-        )
+        map_kwargs = {
+            "with_indices": True, "batched": True, "batch_size": batch_size, "fn_kwargs": {"offset": offset},
+            "remove_columns": [c for c in shard.column_names if c in removed], "features": features,
+            "cache_file_name": cache_file, "load_from_cache_file": cache_file is not None,
+            "new_fingerprint": f"{fingerprint}-{index}-{num_shards}",
+            "desc": f"Pre-tokenising shard {index + 1}/{num_shards}",
+        }  # fmt: skip
+        jobs.append((function, shard, map_kwargs, index, offset, output_dir, shard_format))
         offset += len(shard)
+    if output_dir is not None:
+        os.makedirs(output_dir, exist_ok=True)
+    results = run_parallel(_pretokenize_shard, jobs, num_proc or 1)
+    function.counts = defaultdict(Counter)
+    for _, counts in results:
+        for modality, counter in counts.items():
+            longest = max(function.counts[modality]["longest"], counter["longest"])
+            function.counts[modality].update(counter)
+            function.counts[modality]["longest"] = longest
     function.warn_left_out()
+    shards = [mapped for mapped, _ in results]
     return datasets.concatenate_datasets(shards) if num_shards > 1 else shards[0]
+
+
+def _pretokenize_shard(function, shard, map_kwargs, index, offset, output_dir, shard_format):
+    """Map one shard (and write it to `output_dir`); returns it with the counts of what its rows left out."""
+    function.counts = defaultdict(Counter)
+    mapped = shard.map(function, **map_kwargs)
+    if output_dir is not None:
+        write_shard(mapped, output_dir, index, offset, shard_format)
+    return mapped, function.counts
 
 
 __all__ = ["BOX_FORMATS", "ImageColumn", "TextColumn", "crop_boxes", "crop_settings", "normalized_boxes", "pretokenize"]
