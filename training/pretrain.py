@@ -31,13 +31,14 @@ import datasets
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
+from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 
 logger = logging.get_logger(__name__)
@@ -172,7 +173,7 @@ class MaskingEpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
 
 
-class FourMPretrainer(Trainer):
+class FourMPretrainer(ShardingTrainer):
     """`Trainer` with 4M's weight-decay groups, warm-up + cosine schedule and per-modality loss logging."""
 
     loss_is_scaled_for_ga = False  # the 'mod' loss is a per-batch mean: Trainer divides it by the accumulation steps
@@ -298,7 +299,8 @@ def run_pretraining(
     return trainer
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> FourMPretrainer:
+    prepare_launch_environment()
     parser = fill_missing_help(HfArgumentParser(FourMPretrainingArguments), TrainingArguments)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     trainer = run_pretraining(args)
     trainer.save_model()
+    return trainer
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""Entry point of the multi-process tests, started by `accelerate launch`:
+
+    accelerate launch --num_processes 2 ... tests/distributed_runner.py SCRIPT DUMP_DIR [script arguments]
+
+runs `main(arguments)` of the training script SCRIPT, then every rank writes what it ended with to DUMP_DIR:
+`rank<r>.json` (the world size, the trainer's log history or the returned metrics) and, for a returned `Trainer`,
+`rank<r>.safetensors` (the model's full state: sharded parameters gathered, buffers as this rank holds them).
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+from safetensors.torch import save_file
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from transformers import Trainer
+
+from conftest import imported_script
+
+
+def main() -> None:
+    script, dump, argv = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+    with imported_script(script, script.stem) as module:
+        result = module.main(argv)
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    dump.mkdir(parents=True, exist_ok=True)
+    record = {"world_size": world_size, "process_group": dist.is_initialized() and dist.get_world_size()}
+    if isinstance(result, Trainer):
+        record["log_history"] = result.state.log_history
+        options = StateDictOptions(full_state_dict=True, cpu_offload=False)
+        state = get_model_state_dict(result.model, options=options)
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(dump / f"rank{rank}.safetensors"))
+    else:
+        record["metrics"] = result
+    (dump / f"rank{rank}.json").write_text(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
