@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch.distributed as dist
 from safetensors.torch import save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from transformers import Trainer
@@ -26,7 +25,7 @@ def main() -> None:
         result = module.main(argv)
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     dump.mkdir(parents=True, exist_ok=True)
-    record = {"world_size": world_size, "process_group": dist.is_initialized() and dist.get_world_size()}
+    record = {"world_size": world_size}
     if isinstance(result, Trainer):
         record["log_history"] = result.state.log_history
         options = StateDictOptions(full_state_dict=True, cpu_offload=False)

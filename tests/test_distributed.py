@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import HfArgumentParser
-
 from PIL import Image
+from transformers import HfArgumentParser
 
 from conftest import TINY_DECODER, TINY_VIT, imported_script
 from fourm_hf import FourMConfig, FourMForImageClassification, FourMForMaskedModeling, register_modality
@@ -32,7 +31,6 @@ from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "tests" / "distributed_runner.py"
-ACCELERATE = Path(sys.executable).parent / "accelerate"
 MODALITIES = ("tok_semseg@224", "tok_dinov2_global", "caption")
 DDP = ["--multi_gpu"]  # without GPUs: CPU processes over gloo (`--cpu` would start a single process)
 FSDP = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_transformer_layer_cls_to_wrap"]
@@ -47,7 +45,7 @@ def free_port() -> int:
 def launch(mode: list[str], script: Path, dump: Path, argv: list[str]) -> list[dict]:
     """`accelerate launch --num_processes 2` of `script` through the runner; returns each rank's record."""
     command = [
-        str(ACCELERATE), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "--main_process_port", str(free_port()), *mode, str(RUNNER), str(script), str(dump),
         *argv,
     ]
@@ -266,8 +264,10 @@ def test_finetune_with_fsdp_trains_like_ddp(tmp_path):
         ]
         ranks = launch(wrap, script, tmp_path / f"{mode}_dump", argv)
         assert [rank["world_size"] for rank in ranks] == [2, 2]
-        assert ranks[0]["metrics"]["train_loss"] == pytest.approx(ranks[1]["metrics"]["train_loss"], rel=1e-6)
-        assert 0.0 <= ranks[0]["metrics"]["eval_accuracy"] <= 1.0
+        assert all(np.isfinite(rank["metrics"]["train_loss"]) for rank in ranks)  # Trainer reports each rank's
+        # evaluation is gathered over both ranks' halves of the validation split: the same metrics on both
+        assert ranks[0]["metrics"]["eval_loss"] == pytest.approx(ranks[1]["metrics"]["eval_loss"], rel=1e-6)
+        assert ranks[0]["metrics"]["eval_accuracy"] == ranks[1]["metrics"]["eval_accuracy"]
         saved[mode] = FourMForImageClassification.from_pretrained(tmp_path / mode).state_dict()
     for name, value in saved["ddp"].items():
         torch.testing.assert_close(saved["fsdp"][name], value, rtol=0, atol=5e-5, msg=name)
