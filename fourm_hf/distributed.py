@@ -104,7 +104,7 @@ class ShardingTrainer(Trainer):
         states = {"model": model_state, "optimizer": optimizer_state}
         dcp.save(states, checkpoint_id=sharded_checkpoint_dir(output_dir))
         if self.args.should_save:  # the config lets `export_checkpoint` rebuild the model
-            self.model.config.architectures = [model_class(self.model).__name__]
+            self.model.config.architectures = [unwrapped_class(self.model).__name__]
             self.model.config.save_pretrained(output_dir)
             torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
 
@@ -129,7 +129,7 @@ class ShardingTrainer(Trainer):
         self.lr_scheduler.load_state_dict(schedule)
 
 
-def model_class(model: torch.nn.Module) -> type:
+def unwrapped_class(model: torch.nn.Module) -> type:
     """The model's own class, also after `fully_shard` (which swaps it for a subclass named `FSDP<class>`)."""
     return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
 

@@ -13,6 +13,10 @@ checkpoint continues exactly as if it had never stopped.
         --total_tokens 500e9 --warmup_tokens 10e9
     accelerate launch --config_file training/accelerate_configs/multi_gpu.yaml training/pretrain.py ...
 
+Over several processes or machines (DDP or FSDP2, also on CPU processes without GPUs) the run is the one of a
+single process accumulating one micro-batch per rank; checkpoints resume on any number of processes and
+`training/export_checkpoint.py` turns one into a `model.safetensors` (README, "Training on many GPUs / machines").
+
 Options are those of `TrainingArguments` (output_dir, per_device_train_batch_size, bf16, gradient_checkpointing,
 save_steps, resume_from_checkpoint, ...) plus the fields of `FourMPretrainingArguments` below.
 """
