@@ -25,7 +25,9 @@ from PIL import Image
 from transformers import HfArgumentParser
 
 from conftest import TINY_DECODER, TINY_VIT, imported_script
+from distributed_runner import record_masking_seeds
 from fourm_hf import FourMConfig, FourMForImageClassification, FourMForMaskedModeling, register_modality
+from fourm_hf.data.masking import FourMMaskingCollator
 from fourm_hf.distributed import export_checkpoint, sharded_checkpoint_dir
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
@@ -108,11 +110,17 @@ def pretraining_runs(pretrain_files) -> dict:
     """One process accumulating 2 micro-batches, DDP and FSDP2 over two processes: 6 steps each, checkpoints at 3
     and 6."""
     root = pretrain_files
-    baseline = one_process(pretrain_argv(root, root / "one", "--gradient_accumulation_steps", "2"))
+    seen: list[list[int]] = []
+    collate = FourMMaskingCollator.__call__
+    try:
+        record_masking_seeds(seen)
+        baseline = one_process(pretrain_argv(root, root / "one", "--gradient_accumulation_steps", "2"))
+    finally:
+        FourMMaskingCollator.__call__ = collate
     script = ROOT / "training" / "pretrain.py"
     ddp = launch(DDP, script, root / "ddp_dump", pretrain_argv(root, root / "ddp"))
     fsdp = launch(FSDP + ["FourMEncoderLayer,FourMDecoderLayer"], script, root / "fsdp_dump", pretrain_argv(root, root / "fsdp"))
-    return {"root": root, "one": baseline, "ddp": ddp, "fsdp": fsdp}
+    return {"root": root, "one": baseline, "one_seeds": seen, "ddp": ddp, "fsdp": fsdp}
 
 
 LOGGED = ("loss", *(f"{name}_loss" for name in MODALITIES))
@@ -141,6 +149,10 @@ def test_two_processes_match_one_process(pretraining_runs, mode):
     assert [entry["step"] for entry in step_logs(rank0["log_history"])] == [1, 2, 3, 4, 5, 6]  # logged once a step
     assert_same_steps(step_logs(rank0["log_history"]), expected, range(1, 7))
     assert step_logs(rank1["log_history"]) == step_logs(rank0["log_history"])
+    # every sample masked once per epoch over both ranks, with the seeds (seed, epoch, index) of one process
+    seeds = [tuple(seed) for rank in (rank0, rank1) for seed in rank["masking_seeds"]]
+    assert sorted(seeds) == sorted(map(tuple, runs["one_seeds"])) == [(0, e, i) for e in range(3) for i in range(16)]
+    assert not {tuple(s) for s in rank0["masking_seeds"]} & {tuple(s) for s in rank1["masking_seeds"]}
     final = {name: p.detach() for name, p in runs["one"].model.named_parameters()}
     for rank in range(2):
         state = load_file(str(runs["root"] / f"{mode}_dump" / f"rank{rank}.safetensors"))
