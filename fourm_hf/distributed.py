@@ -45,8 +45,9 @@ def prepare_launch_environment() -> None:
       does, which accelerate refuses together with `--use_fsdp`); without this each process would train alone;
     - FSDP's `cpu_ram_efficient_loading` is turned off: with it transformers loads the weights of every rank but 0 on
       the meta device and accelerate broadcasts rank 0's parameters only, while 4M models also hold persistent
-      buffers (the sin-cos position tables), which accelerate 1.15 fails on. Every rank loads the checkpoint (or
-      builds the same seeded model) instead.
+      buffers (the sin-cos position tables), on which accelerate 1.15 fails (`AttributeError: 'Tensor' object has no
+      attribute 'device_mesh'` in `fsdp2_load_full_state_dict`). Every rank loads the checkpoint (or builds the same
+      seeded model) instead.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
         os.environ["ACCELERATE_USE_CPU"] = "true"
