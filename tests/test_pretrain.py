@@ -220,12 +220,15 @@ def test_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
     configs = {path.stem: load_config_from_file(str(path)) for path in ACCELERATE_CONFIGS.glob("*.yaml")}
-    assert set(configs) == {"one_gpu", "multi_gpu", "fsdp"}
-    assert [configs[n].distributed_type.value for n in ("one_gpu", "multi_gpu", "fsdp")] == ["NO", "MULTI_GPU", "FSDP"]
+    names = ("one_gpu", "multi_gpu", "fsdp", "multi_gpu_multinode", "fsdp_multinode")
+    assert set(configs) == set(names)
+    assert [configs[n].distributed_type.value for n in names] == ["NO", "MULTI_GPU", "FSDP", "MULTI_GPU", "FSDP"]
     assert all(c.mixed_precision == "bf16" for c in configs.values())
-    fsdp = configs["fsdp"].fsdp_config
-    assert fsdp["fsdp_version"] == 2
-    assert set(fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",")) == set(FourMForMaskedModeling._no_split_modules)
+    assert [(configs[n].num_machines, configs[n].num_processes) for n in names[3:]] == [(2, 16), (2, 16)]
+    for name in ("fsdp", "fsdp_multinode"):
+        fsdp = configs[name].fsdp_config
+        assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_cpu_ram_efficient_loading"] is False
+        assert set(fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",")) == set(FourMForMaskedModeling._no_split_modules)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ SCRIPTS = [
     "training/pretrain.py",
     "training/finetune.py",
     "training/train_vq_model.py",
+    "training/export_checkpoint.py",
     "modeling/convert_official_checkpoint.py",
     "modeling/convert_official_vq_model.py",
 ]

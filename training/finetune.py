@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, DatasetDict, Value, load_dataset, load_from_disk
 from PIL import Image
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.image_utils import PILImageResampling
 
 from fourm_hf import (
@@ -49,6 +49,7 @@ from fourm_hf.checks import (
     close_match,
 )
 from fourm_hf.cli import fill_missing_help
+from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -264,6 +265,7 @@ def pixel_modality(model) -> ModalitySpec:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    prepare_launch_environment()
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
     fill_missing_help(parser, TrainingArguments)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             {"params": groups, "betas": betas, "eps": training_args.adam_epsilon},
         )
 
-    trainer = Trainer(
+    trainer = ShardingTrainer(
         model=model,
         args=training_args,
         processing_class=image_processor,  # saved beside the model (and in checkpoints) for the pipelines

@@ -14,6 +14,10 @@ sample, so a run resumed from a checkpoint continues exactly as if it had never 
         --total_tokens 500e9 --warmup_tokens 10e9
     accelerate launch --config_file training/accelerate_configs/multi_gpu.yaml training/pretrain.py ...
 
+Over several processes or machines (DDP or FSDP2, also on CPU processes without GPUs) the run is the one of a
+single process accumulating one micro-batch per rank; checkpoints resume on any number of processes and
+`training/export_checkpoint.py` turns one into a `model.safetensors` (README, "Training on many GPUs / machines").
+
 Options are those of `TrainingArguments` (output_dir, per_device_train_batch_size, bf16, gradient_checkpointing,
 save_steps, resume_from_checkpoint, ...) plus the fields of `FourMPretrainingArguments` below.
 """
@@ -32,13 +36,14 @@ import datasets
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
+from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 
@@ -177,7 +182,7 @@ class MaskingEpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
 
 
-class FourMPretrainer(Trainer):
+class FourMPretrainer(ShardingTrainer):
     """`Trainer` with 4M's weight-decay groups, warm-up + cosine schedule and per-modality loss logging."""
 
     loss_is_scaled_for_ga = False  # the 'mod' loss is a per-batch mean: Trainer divides it by the accumulation steps
@@ -326,7 +331,8 @@ def run_pretraining(
     return trainer
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> FourMPretrainer:
+    prepare_launch_environment()
     parser = fill_missing_help(HfArgumentParser(FourMPretrainingArguments), TrainingArguments)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -340,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     trainer = run_pretraining(args)
     trainer.save_model()
+    return trainer
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMImageProcessor, FourMVQVAE, FourMVQVAEConfig, load_vq_model
 from fourm_hf.checks import (
@@ -43,6 +43,7 @@ from fourm_hf.checks import (
     close_match,
 )
 from fourm_hf.cli import fill_missing_help
+from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -235,6 +236,7 @@ class WeightEMACallback(TrainerCallback):
 
 
 def main(argv: list[str] | None = None):
+    prepare_launch_environment()
     parser = HfArgumentParser((TokenizerTrainingArguments, TrainingArguments))
     fill_missing_help(parser, TrainingArguments)
     parser.set_defaults(
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None):
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_training_arguments(training_args)
 
+    set_seed(training_args.seed)  # the same fresh weights on every process (FSDP does not broadcast them)
     model = build_model(args, training_args)
     config = model.config
     check_sizes(args, config.patch_size)
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None):
     )
     sizes = args.sizes()
     callbacks = [WeightEMACallback(args.weight_ema_decay)] if args.weight_ema_decay > 0 else []
-    trainer = Trainer(
+    trainer = ShardingTrainer(
         model=model, args=training_args, train_dataset=dataset,
         data_collator=MultiResolutionCollator(sizes, seed=training_args.seed), callbacks=callbacks,
     )

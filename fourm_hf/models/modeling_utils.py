@@ -75,6 +75,11 @@ class FourMLoadingMixin:
             )
         super().__init__(config, *args, **kwargs)
 
+    def get_input_embeddings(self) -> None:
+        """None: 4M models embed each modality with its own module, there is no one token embedding to resize or tie
+        (FSDP2 then shards the embeddings with the root module instead of failing on transformers' default)."""
+        return None
+
     @classmethod
     def _is_official_config(cls, config: dict[str, Any]) -> bool:
         """Whether a `config.json` dict (or safetensors metadata) is an official checkpoint's of this family."""

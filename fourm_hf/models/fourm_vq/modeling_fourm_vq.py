@@ -292,10 +292,29 @@ class FourMVQVAEBottleneckMLP(nn.Module):
 # Quantizers
 
 
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _is_distributed():
         dist.all_reduce(tensor)
     return tensor
+
+
+def _all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """The (N_r, d) rows of every process concatenated in rank order (row counts may differ between ranks): the
+    global batch, as one process holding all of it would see it."""
+    if not _is_distributed():
+        return tensor
+    counts = [torch.zeros((), dtype=torch.long, device=tensor.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, torch.tensor(tensor.shape[0], device=tensor.device))
+    largest = int(max(counts))
+    padded = tensor.new_zeros(largest, *tensor.shape[1:])
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(gathered, padded)
+    return torch.cat([rows[: int(n)] for rows, n in zip(gathered, counts)])
 
 
 class FourMVQVAECosineQuantizer(nn.Module):
@@ -304,8 +323,9 @@ class FourMVQVAECosineQuantizer(nn.Module):
     Lookup: argmax of the cosine similarity between the l2-normalised latent and the l2-normalised codes, returning
     the *stored* code row (stored rows are only close to unit norm). Training (`update_codebook=True`): straight-
     through estimator, commitment loss, EMA of the usage counts and of the normalised mean latent per code, and
-    restart of codes whose EMA usage falls below `dead_code_threshold`. Buffers are synchronised across processes
-    when `torch.distributed` is initialised.
+    restart of codes whose EMA usage falls below `dead_code_threshold`. Under `torch.distributed` the EMA statistics
+    are summed over processes and restarts are drawn by rank 0 from the latents of all processes, so the codebook
+    stays identical on every rank and equal to one process's on the same global batch.
     """
 
     def __init__(self, config: FourMVQConfig):
@@ -355,7 +375,7 @@ class FourMVQVAECosineQuantizer(nn.Module):
         if threshold == 0 or num_dead == 0:
             return
         if self.config.code_replacement_policy == "batch_random":
-            samples = F.normalize(raw, dim=-1)
+            samples = F.normalize(_all_gather_rows(raw), dim=-1)  # candidates from the global batch
             if samples.shape[0] >= num_dead:
                 pick = torch.randperm(samples.shape[0], device=samples.device)[:num_dead]
             else:
@@ -365,7 +385,7 @@ class FourMVQVAECosineQuantizer(nn.Module):
             most_used = self.codebook[self.cluster_size.argsort(descending=True)[:num_dead]]
             replacement = F.normalize(most_used + 1e-10 * torch.randn_like(most_used), dim=-1)
         self.codebook[dead] = replacement
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if _is_distributed():  # rank 0's draw: every rank restarts the same codes with the same rows
             dist.broadcast(self.codebook, src=0)
 
     def lookup(self, ids: torch.LongTensor) -> torch.Tensor:

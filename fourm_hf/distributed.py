@@ -1,0 +1,160 @@
+"""What the training scripts share for runs over several processes: CPU processes (gloo) when the machine has no
+accelerator, accelerate's FSDP plugin on those processes, and the export of a sharded FSDP checkpoint to one
+`model.safetensors`.
+
+accelerate (1.15) only turns its FSDP plugin on for accelerator devices: `accelerate launch --use_fsdp` on a machine
+without GPUs starts processes that each train alone (no process group in the Trainer), while transformers already
+loads the weights of every rank but 0 on the meta device for the FSDP broadcast that never comes; the run dies in
+`model.to(device)` with "Cannot copy out of meta tensor; no data!". [`prepare_launch_environment`] and
+[`ShardingTrainer`] make such a launch run FSDP2 (`fully_shard`) over gloo on CPU, the same accelerate code
+path as on GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from transformers import PreTrainedModel, Trainer
+from transformers.trainer import SCHEDULER_NAME
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+
+def fsdp_requested() -> bool:
+    """Whether `accelerate launch` was asked for FSDP (`--use_fsdp` or an FSDP config file)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def prepare_launch_environment() -> None:
+    """Adjust what `accelerate launch` set for this process before `TrainingArguments` or a model are built:
+
+    - several processes on a machine without an accelerator run on CPU over gloo (what `accelerate launch --cpu`
+      does, which accelerate refuses together with `--use_fsdp`); without this each process would train alone;
+    - FSDP's `cpu_ram_efficient_loading` is turned off: with it transformers loads the weights of every rank but 0 on
+      the meta device and accelerate broadcasts rank 0's parameters only, while 4M models also hold persistent
+      buffers (the sin-cos position tables), on which accelerate 1.15 fails (`AttributeError: 'Tensor' object has no
+      attribute 'device_mesh'` in `fsdp2_load_full_state_dict`). Every rank loads the checkpoint (or builds the same
+      seeded model) instead.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    if fsdp_requested() and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false").lower() == "true":
+        logger.warning("fsdp_cpu_ram_efficient_loading is turned off: 4M models hold persistent buffers that "
+                       "accelerate's rank-0 broadcast does not carry; every rank loads the weights.")
+        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
+
+
+class ShardingTrainer(Trainer):
+    """`Trainer` whose runs move between machines:
+
+    - on CPU processes launched with FSDP, accelerate's state is switched from plain multi-CPU (DDP) to FSDP with the
+      plugin of the launch, so the model is sharded with `fully_shard` by the same accelerate code as on GPUs;
+    - checkpoints keep model and optimizer as `torch.distributed.checkpoint` shards (`checkpoint-<step>/sharded/`),
+      which resume on any world size, with or without FSDP, and export to one file ([`export_checkpoint`]);
+    - the final `save_model` of an FSDP run writes the gathered weights as one `model.safetensors`.
+    """
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        state = self.accelerator.state
+        if fsdp_requested() and state.distributed_type == DistributedType.MULTI_CPU:
+            plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables set by accelerate launch
+            if plugin.fsdp_version != 2:
+                raise ValueError(
+                    f"FSDP on CPU processes is supported with --fsdp_version 2 (fully_shard), got version "
+                    f"{plugin.fsdp_version}."
+                )
+            state.distributed_type = DistributedType.FSDP
+            state.fsdp_plugin = plugin
+            self.is_fsdp_enabled = True
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # Checkpoints that move between world sizes
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """As `Trainer.save_model`, and under FSDP with sharded state dicts (where `Trainer` writes no weights) the
+        gathered weights as one `model.safetensors` with the config (checkpoints keep their sharded copy)."""
+        plugin = self.accelerator.state.fsdp_plugin if self.is_fsdp_enabled else None
+        if _internal_call or plugin is None or "SHARDED" not in str(plugin.state_dict_type):
+            super().save_model(output_dir, _internal_call)
+            return
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0, in CPU memory
+        state_dict = get_model_state_dict(self.model, options=options)  # every rank takes part in the gather
+        if self.args.should_save:
+            self._save(output_dir, state_dict=state_dict)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """Model and optimizer state as one `torch.distributed.checkpoint` (every rank writes its shards, the
+        metadata names the global tensors), then the schedule; any world size, FSDP or not, can resume from it."""
+        model_state = get_model_state_dict(self.model)
+        optimizer_state = get_optimizer_state_dict(self.model, self.optimizer)
+        states = {"model": model_state, "optimizer": optimizer_state}
+        dcp.save(states, checkpoint_id=sharded_checkpoint_dir(output_dir))
+        if self.args.should_save:  # the config lets `export_checkpoint` rebuild the model
+            self.model.config.architectures = [unwrapped_class(self.model).__name__]
+            self.model.config.save_pretrained(output_dir)
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        folder = sharded_checkpoint_dir(resume_from_checkpoint)
+        if not folder.is_dir():
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        model = self.model if model is None else model
+        state = get_model_state_dict(model)
+        dcp.load({"model": state}, checkpoint_id=folder)
+        set_model_state_dict(model, state)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or not sharded_checkpoint_dir(checkpoint).is_dir():
+            super()._load_optimizer_and_scheduler(checkpoint)
+            return
+        state = get_optimizer_state_dict(self.model, self.optimizer)
+        dcp.load({"optimizer": state}, checkpoint_id=sharded_checkpoint_dir(checkpoint))
+        set_optimizer_state_dict(self.model, self.optimizer, state)
+        schedule = torch.load(os.path.join(checkpoint, SCHEDULER_NAME), map_location="cpu", weights_only=True)
+        self.lr_scheduler.load_state_dict(schedule)
+
+
+def unwrapped_class(model: torch.nn.Module) -> type:
+    """The model's own class, also after `fully_shard` (which swaps it for a subclass named `FSDP<class>`)."""
+    return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+
+
+def sharded_checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
+    """Where a [`ShardingTrainer`] checkpoint keeps its model and optimizer shards."""
+    return Path(checkpoint) / "sharded"
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike, output_dir: str | os.PathLike, model_class: type[PreTrainedModel]
+) -> PreTrainedModel:
+    """Gather the shards of a [`ShardingTrainer`] checkpoint (saved by any number of processes) into one model and
+    save it with `save_pretrained` (`config.json` + `model.safetensors`) in `output_dir`; runs in one process."""
+    folder = sharded_checkpoint_dir(checkpoint)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{checkpoint} holds no sharded model state ({folder.name}/); give a checkpoint-<step> directory written "
+            "by the training scripts."
+        )
+    config = model_class.config_class.from_pretrained(checkpoint)
+    model = model_class(config)
+    state = model.state_dict()
+    dcp.load({"model": state}, checkpoint_id=folder)
+    model.load_state_dict(state)
+    model.save_pretrained(output_dir)
+    return model

@@ -1,0 +1,293 @@
+"""Training over two processes (CPU, gloo, `accelerate launch` of the real scripts), DDP and FSDP2, against one
+process on the same global batch and seed; checkpoints that resume on another world size; the export of a sharded
+checkpoint to one `model.safetensors`.
+
+The 4M loss is a mean over each batch's target tokens, so N data-parallel ranks of batch b compute the gradient of
+one process accumulating N micro-batches of b (the official recipe has the same property), not that of one batch of
+N x b: the one-process baselines use `gradient_accumulation_steps` = 2. The VQ-VAE loss is a per-pixel mean over
+equal halves, so its baseline is one batch of 2 x b.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from PIL import Image
+from transformers import HfArgumentParser
+
+from conftest import TINY_DECODER, TINY_VIT, imported_script
+from distributed_runner import record_masking_seeds
+from fourm_hf import FourMConfig, FourMForImageClassification, FourMForMaskedModeling, register_modality
+from fourm_hf.data.masking import FourMMaskingCollator
+from fourm_hf.distributed import export_checkpoint, sharded_checkpoint_dir
+from training.pretrain import FourMPretrainingArguments, run_pretraining
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "tests" / "distributed_runner.py"
+MODALITIES = ("tok_semseg@224", "tok_dinov2_global", "caption")
+DDP = ["--multi_gpu"]  # without GPUs: CPU processes over gloo (`--cpu` would start a single process)
+FSDP = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_transformer_layer_cls_to_wrap"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(mode: list[str], script: Path, dump: Path, argv: list[str]) -> list[dict]:
+    """`accelerate launch --num_processes 2` of `script` through the runner; returns each rank's record."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(free_port()), *mode, str(RUNNER), str(script), str(dump),
+        *argv,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return [json.loads((dump / f"rank{rank}.json").read_text()) for rank in range(2)]
+
+
+def step_logs(log_history: list[dict]) -> list[dict]:
+    return [entry for entry in log_history if "loss" in entry]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pre-training
+
+
+@pytest.fixture(scope="module")
+def pretrain_files(tmp_path_factory) -> Path:
+    """16 pre-tokenised samples, a 2-component mixture and a tiny FourMConfig, on disk as the script reads them."""
+    root = tmp_path_factory.mktemp("pretrain")
+    rng = np.random.default_rng(0)
+    rows = {
+        "tok_semseg@224": [rng.integers(0, 4096, 196) for _ in range(16)],
+        "tok_dinov2_global": [rng.integers(0, 8192, 16) for _ in range(16)],
+        "caption": [rng.integers(300, 3000, int(rng.integers(5, 30))).tolist() + [3] for _ in range(16)],
+    }
+    datasets.Dataset.from_dict(rows).save_to_disk(str(root / "data"))
+    (root / "mixture.json").write_text(json.dumps({
+        "input_tokens": [16, 24], "target_tokens": 24,
+        "alphas_mixture": {m: {"input_alphas": [1.0, 0.2], "target_alphas": [1.0, 0.5]} for m in MODALITIES},
+    }))
+    FourMConfig(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=4,
+        encoder_modalities=list(MODALITIES), decoder_modalities=list(MODALITIES),
+    ).save_pretrained(root / "config")
+    return root
+
+
+def pretrain_argv(files: Path, output_dir: Path, *extra: str) -> list[str]:
+    """6 optimizer steps of global batch 8 (per-process batch 4), a checkpoint every 3 steps."""
+    tokens_per_step = (24 + 24) * 8
+    return [
+        "--train_dataset", str(files / "data"), "--config_name", str(files / "config"),
+        "--mixture", str(files / "mixture.json"), "--output_dir", str(output_dir), "--per_device_train_batch_size", "4",
+        "--base_learning_rate", "1.0", "--total_tokens", str(6 * tokens_per_step),
+        "--warmup_tokens", str(2 * tokens_per_step), "--logging_steps", "1", "--save_steps", "3", "--seed", "0",
+        "--disable_tqdm", "true", "--report_to", "none", "--dataloader_num_workers", "0", *extra,
+    ]
+
+
+def one_process(argv: list[str]):
+    """`training/pretrain.py` in this process (CPU), returning its trainer."""
+    (args,) = HfArgumentParser(FourMPretrainingArguments).parse_args_into_dataclasses(argv + ["--use_cpu"])
+    return run_pretraining(args)
+
+
+@pytest.fixture(scope="module")
+def pretraining_runs(pretrain_files) -> dict:
+    """One process accumulating 2 micro-batches, DDP and FSDP2 over two processes: 6 steps each, checkpoints at 3
+    and 6."""
+    root = pretrain_files
+    seen: list[list[int]] = []
+    collate = FourMMaskingCollator.__call__
+    try:
+        record_masking_seeds(seen)
+        baseline = one_process(pretrain_argv(root, root / "one", "--gradient_accumulation_steps", "2"))
+    finally:
+        FourMMaskingCollator.__call__ = collate
+    script = ROOT / "training" / "pretrain.py"
+    ddp = launch(DDP, script, root / "ddp_dump", pretrain_argv(root, root / "ddp"))
+    fsdp = launch(FSDP + ["FourMEncoderLayer,FourMDecoderLayer"], script, root / "fsdp_dump", pretrain_argv(root, root / "fsdp"))
+    return {"root": root, "one": baseline, "one_seeds": seen, "ddp": ddp, "fsdp": fsdp}
+
+
+LOGGED = ("loss", *(f"{name}_loss" for name in MODALITIES))
+
+
+def assert_same_steps(logs: list[dict], expected: list[dict], steps: range) -> None:
+    """The loss and every per-modality loss of `steps` agree (float reduction tolerance); a resumed run's history
+    also holds the entries of the steps before its checkpoint."""
+    by_step = {entry["step"]: entry for entry in logs if entry["step"] >= steps.start}
+    assert sorted(by_step) == list(steps), f"logged steps {sorted(by_step)}"
+    reference = {entry["step"]: entry for entry in expected}
+    for step in steps:
+        for key in LOGGED:
+            assert by_step[step][key] == pytest.approx(reference[step][key], rel=1e-5, abs=0), (step, key)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_match_one_process(pretraining_runs, mode):
+    runs = pretraining_runs
+    expected = step_logs(runs["one"].state.log_history)
+    assert [entry["step"] for entry in expected] == [1, 2, 3, 4, 5, 6]
+    assert len({entry["loss"] for entry in expected}) == 6  # the steps saw different data and masks
+    rank0, rank1 = runs[mode]
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    # one log entry per step, the same reduced values on both ranks (each modality's loss averaged over ranks)
+    assert [entry["step"] for entry in step_logs(rank0["log_history"])] == [1, 2, 3, 4, 5, 6]  # logged once a step
+    assert_same_steps(step_logs(rank0["log_history"]), expected, range(1, 7))
+    assert step_logs(rank1["log_history"]) == step_logs(rank0["log_history"])
+    # every sample masked once per epoch over both ranks, with the seeds (seed, epoch, index) of one process
+    seeds = [tuple(seed) for rank in (rank0, rank1) for seed in rank["masking_seeds"]]
+    assert sorted(seeds) == sorted(map(tuple, runs["one_seeds"])) == [(0, e, i) for e in range(3) for i in range(16)]
+    assert not {tuple(s) for s in rank0["masking_seeds"]} & {tuple(s) for s in rank1["masking_seeds"]}
+    final = {name: p.detach() for name, p in runs["one"].model.named_parameters()}
+    for rank in range(2):
+        state = load_file(str(runs["root"] / f"{mode}_dump" / f"rank{rank}.safetensors"))
+        for name, value in final.items():
+            # Adam (lr 0.03 here) turns float-rounding differences of near-zero gradients into ~1e-5 weight changes
+            torch.testing.assert_close(state[name], value, rtol=0, atol=5e-5, msg=f"rank {rank}: {name}")
+
+
+def test_sharded_checkpoints_resume_on_any_world_size(pretraining_runs):
+    runs, root = pretraining_runs, pretraining_runs["root"]
+    expected = step_logs(runs["one"].state.log_history)
+    assert sharded_checkpoint_dir(root / "fsdp" / "checkpoint-3").is_dir()
+    # 2 -> 1: one process (accumulating 2 micro-batches) continues the FSDP run
+    argv = pretrain_argv(root, root / "two_to_one", "--gradient_accumulation_steps", "2")
+    shutil.copytree(root / "fsdp" / "checkpoint-3", root / "two_to_one" / "checkpoint-3")
+    resumed = one_process(argv)
+    assert_same_steps(step_logs(resumed.state.log_history), expected, range(4, 7))
+    # 2 -> 2 and 1 -> 2: FSDP over two processes continues the FSDP run and the one-process run
+    wrap = FSDP + ["FourMEncoderLayer,FourMDecoderLayer"]
+    script = ROOT / "training" / "pretrain.py"
+    for source, name in (("fsdp", "two_to_two"), ("one", "one_to_two")):
+        shutil.copytree(root / source / "checkpoint-3", root / name / "checkpoint-3")
+        rank0, _ = launch(wrap, script, root / f"{name}_dump", pretrain_argv(root, root / name))
+        logs = step_logs(rank0["log_history"])
+        assert_same_steps(logs, expected, range(4, 7))
+        if source == "fsdp":  # the same world size resumes exactly as the run went on
+            fsdp = {e["step"]: e["loss"] for e in step_logs(runs["fsdp"][0]["log_history"])}
+            resumed_losses = [e["loss"] for e in logs if e["step"] > 3]
+            assert resumed_losses == pytest.approx([fsdp[s] for s in (4, 5, 6)], rel=1e-6, abs=0)
+
+
+def test_sharded_checkpoint_exports_to_one_safetensors_file(pretraining_runs, tmp_path):
+    root = pretraining_runs["root"]
+    gathered = load_file(str(root / "fsdp" / "model.safetensors"))  # the FSDP run's final weights, gathered live
+    with imported_script(ROOT / "training" / "export_checkpoint.py", "export_checkpoint_script") as module:
+        module.main([str(root / "fsdp" / "checkpoint-6"), str(tmp_path / "exported")])
+    exported = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert exported.keys() == gathered.keys()
+    assert all(torch.equal(exported[key], gathered[key]) for key in gathered)
+    model = FourMForMaskedModeling.from_pretrained(tmp_path / "exported")
+    assert all(torch.equal(value, gathered[key]) for key, value in model.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="holds no sharded model state"):
+        export_checkpoint(tmp_path / "exported", tmp_path / "again", FourMForMaskedModeling)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# VQ-VAE training: the codebook EMA and dead-code restarts
+
+
+@pytest.fixture(scope="module")
+def vq_files(tmp_path_factory) -> Path:
+    """16 RGB gradients (40x36) saved with save_to_disk and a tiny VQ-VAE config (16 codes, restarts below 0.25)."""
+    root = tmp_path_factory.mktemp("vq")
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 40, dtype=np.float32)[None, :, None]
+    images = [
+        Image.fromarray((np.broadcast_to(ramp, (36, 40, 3)) * rng.uniform(0, 1, (1, 1, 3))).astype(np.uint8))
+        for _ in range(16)
+    ]
+    datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()})).save_to_disk(
+        str(root / "data")
+    )
+    (root / "config.json").write_text(json.dumps({**TINY_VIT, **TINY_DECODER, "dead_code_threshold": 0.25}))
+    return root
+
+
+def vq_argv(files: Path, output_dir: Path, batch: int) -> list[str]:
+    return [
+        "--dataset", str(files / "data"), "--config", str(files / "config.json"), "--output_dir", str(output_dir),
+        "--min_size", "32", "--max_size", "32", "--per_device_train_batch_size", str(batch), "--max_steps", "5",
+        "--learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "no", "--seed", "0",
+        "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_vq_codebook_stays_identical_across_ranks_and_matches_one_process(vq_files, mode):
+    script = ROOT / "training" / "train_vq_model.py"
+    with imported_script(script, "train_vq_model") as module:
+        one = module.main(vq_argv(vq_files, vq_files / "one", 8) + ["--use_cpu"])
+    expected = step_logs(one.state.log_history)
+    wrap = DDP if mode == "ddp" else FSDP + ["FourMVQVAEViTLayer"]
+    ranks = launch(wrap, script, vq_files / f"{mode}_dump", vq_argv(vq_files, vq_files / mode, 4))
+    logs = step_logs(ranks[0]["log_history"])
+    assert [e["step"] for e in logs] == [e["step"] for e in expected] == [1, 2, 3, 4, 5]
+    assert [e["loss"] for e in logs] == pytest.approx([e["loss"] for e in expected], rel=1e-5, abs=0)
+    states = [load_file(str(vq_files / f"{mode}_dump" / f"rank{rank}.safetensors")) for rank in range(2)]
+    assert float(one.model.quantize.cluster_size.min()) < 0.25  # some codes were dead: restarts happened
+    for name in ("quantize.codebook", "quantize.cluster_size"):
+        assert torch.equal(states[0][name], states[1][name]), name  # bit-identical on both ranks
+        torch.testing.assert_close(states[0][name], one.model.state_dict()[name], rtol=0, atol=1e-5, msg=name)
+    for name, value in one.model.state_dict().items():
+        torch.testing.assert_close(states[0][name], value, rtol=0, atol=5e-5, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def test_finetune_with_fsdp_trains_like_ddp(tmp_path):
+    """The run of the issue (FSDP2 over two CPU processes died on rank 1 with "Cannot copy out of meta tensor")
+    trains, and ends with the weights of the same run under DDP (both see the same batches and flips per rank)."""
+    pixels = torch.linspace(0, 255, 8 * 40 * 40 * 3).reshape(8, 40, 40, 3).to(torch.uint8).numpy()
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    data = datasets.Dataset.from_dict({"image": list(pixels), "label": [0, 1] * 4}, features=features)
+    data.save_to_disk(str(tmp_path / "data"))
+    register_modality("rgb@32", patch_size=8)  # saved with the model's config, which the launched processes read
+    config = FourMConfig(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
+        encoder_modalities=["rgb@32"], decoder_modalities=["caption"],
+    )
+    FourMForMaskedModeling(config).save_pretrained(tmp_path / "model")
+    script = ROOT / "training" / "finetune.py"
+    saved = {}
+    for mode, wrap in (("ddp", DDP), ("fsdp", FSDP + ["FourMEncoderLayer"])):
+        argv = [
+            "--model_name_or_path", str(tmp_path / "model"), "--dataset_name", str(tmp_path / "data"),
+            "--output_dir", str(tmp_path / mode), "--do_train", "--do_eval", "--max_steps", "3",
+            "--per_device_train_batch_size", "2", "--train_val_split", "0.25", "--report_to", "none",
+            "--save_strategy", "no", "--disable_tqdm", "true", "--seed", "0",
+        ]
+        ranks = launch(wrap, script, tmp_path / f"{mode}_dump", argv)
+        assert [rank["world_size"] for rank in ranks] == [2, 2]
+        assert all(np.isfinite(rank["metrics"]["train_loss"]) for rank in ranks)  # Trainer reports each rank's
+        # evaluation is gathered over both ranks' halves of the validation split: the same metrics on both
+        assert ranks[0]["metrics"]["eval_loss"] == pytest.approx(ranks[1]["metrics"]["eval_loss"], rel=1e-6)
+        assert ranks[0]["metrics"]["eval_accuracy"] == ranks[1]["metrics"]["eval_accuracy"]
+        saved[mode] = FourMForImageClassification.from_pretrained(tmp_path / mode).state_dict()
+    for name, value in saved["ddp"].items():
+        torch.testing.assert_close(saved["fsdp"][name], value, rtol=0, atol=5e-5, msg=name)
+
+
+def test_slurm_script_is_valid_bash():
+    script = ROOT / "training" / "slurm" / "pretrain.sbatch"
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    text = script.read_text()
+    assert "#SBATCH --nodes=2" in text and "training/accelerate_configs/fsdp_multinode.yaml" in text
