@@ -327,6 +327,23 @@ def test_finetune_on_two_processes_matches_one_process(finetune_files, finetune_
         torch.testing.assert_close(state[name], value, rtol=0, atol=5e-5, msg=name)
 
 
+def test_finetune_resumed_mid_epoch_continues_with_the_same_flips(finetune_files, finetune_one_process):
+    """A checkpoint after step 4 (epoch 1, one of its 3 steps done) resumes with the losses of the uninterrupted run:
+    the resumed epoch is flipped with the draws of epoch 1, not of epoch 0."""
+    one = json.loads((finetune_one_process / "trainer_state.json").read_text())
+    expected = {e["step"]: e["loss"] for e in step_logs(one["log_history"])}
+    extra = ("--gradient_accumulation_steps", "2", "--use_cpu", "--save_strategy", "steps", "--save_steps", "4")
+    with imported_script(FINETUNE, "finetune_resume") as module:
+        module.main(finetune_argv(finetune_files, finetune_files / "saved", *extra))
+        shutil.copytree(finetune_files / "saved" / "checkpoint-4", finetune_files / "resumed" / "checkpoint-4")
+        resume = ("--resume_from_checkpoint", str(finetune_files / "resumed" / "checkpoint-4"))
+        module.main(finetune_argv(finetune_files, finetune_files / "resumed", *extra, *resume))
+    resumed = json.loads((finetune_files / "resumed" / "trainer_state.json").read_text())
+    losses = {e["step"]: e["loss"] for e in step_logs(resumed["log_history"]) if e["step"] > 4}
+    assert sorted(losses) == [5, 6]
+    assert [losses[5], losses[6]] == pytest.approx([expected[5], expected[6]], rel=1e-6, abs=0)
+
+
 def test_finetune_flips_depend_on_seed_epoch_and_index_only(finetune_files):
     """A sample's flip is the same in any order, batch or DataLoader worker; image and label map flip together;
     about half the samples flip, differently each epoch; evaluation never flips."""
