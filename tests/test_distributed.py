@@ -22,11 +22,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from PIL import Image
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainerState
 
 from conftest import TINY_DECODER, TINY_VIT, imported_script
 from distributed_runner import record_masking_seeds
-from fourm_hf import FourMConfig, FourMForImageClassification, FourMForMaskedModeling, register_modality
+from fourm_hf import FourMConfig, FourMForMaskedModeling, register_modality
 from fourm_hf.data.masking import FourMMaskingCollator
 from fourm_hf.distributed import export_checkpoint, sharded_checkpoint_dir
 from training.pretrain import FourMPretrainingArguments, run_pretraining
@@ -252,37 +252,134 @@ def test_vq_codebook_stays_identical_across_ranks_and_matches_one_process(vq_fil
 # Fine-tuning
 
 
-def test_finetune_with_fsdp_trains_like_ddp(tmp_path):
-    """The run of the issue (FSDP2 over two CPU processes died on rank 1 with "Cannot copy out of meta tensor")
-    trains, and ends with the weights of the same run under DDP (both see the same batches and flips per rank)."""
-    pixels = torch.linspace(0, 255, 8 * 40 * 40 * 3).reshape(8, 40, 40, 3).to(torch.uint8).numpy()
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
-    data = datasets.Dataset.from_dict({"image": list(pixels), "label": [0, 1] * 4}, features=features)
-    data.save_to_disk(str(tmp_path / "data"))
+FINETUNE = ROOT / "training" / "finetune.py"
+
+
+@pytest.fixture(scope="module")
+def finetune_files(tmp_path_factory) -> Path:
+    """16 random 40x40 images with 3-class segmentation maps whose first 2k columns (sample k) are ignored (255),
+    and a tiny 4M model on `rgb@32`, on disk as the script reads them."""
+    root = tmp_path_factory.mktemp("finetune")
+    rng = np.random.default_rng(0)
+    maps = rng.integers(0, 3, (16, 40, 40)).astype(np.uint8)
+    for k, label_map in enumerate(maps):
+        label_map[:, : 2 * k] = 255
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Image()})
+    images = list(rng.integers(0, 256, (16, 40, 40, 3), dtype=np.uint8))
+    datasets.Dataset.from_dict({"image": images, "label": list(maps)}, features=features).save_to_disk(
+        str(root / "data")
+    )
     register_modality("rgb@32", patch_size=8)  # saved with the model's config, which the launched processes read
     config = FourMConfig(
         hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
         encoder_modalities=["rgb@32"], decoder_modalities=["caption"],
     )
-    FourMForMaskedModeling(config).save_pretrained(tmp_path / "model")
-    script = ROOT / "training" / "finetune.py"
-    saved = {}
-    for mode, wrap in (("ddp", DDP), ("fsdp", FSDP + ["FourMEncoderLayer"])):
-        argv = [
-            "--model_name_or_path", str(tmp_path / "model"), "--dataset_name", str(tmp_path / "data"),
-            "--output_dir", str(tmp_path / mode), "--do_train", "--do_eval", "--max_steps", "3",
-            "--per_device_train_batch_size", "2", "--train_val_split", "0.25", "--report_to", "none",
-            "--save_strategy", "no", "--disable_tqdm", "true", "--seed", "0",
-        ]
-        ranks = launch(wrap, script, tmp_path / f"{mode}_dump", argv)
-        assert [rank["world_size"] for rank in ranks] == [2, 2]
-        assert all(np.isfinite(rank["metrics"]["train_loss"]) for rank in ranks)  # Trainer reports each rank's
-        # evaluation is gathered over both ranks' halves of the validation split: the same metrics on both
-        assert ranks[0]["metrics"]["eval_loss"] == pytest.approx(ranks[1]["metrics"]["eval_loss"], rel=1e-6)
-        assert ranks[0]["metrics"]["eval_accuracy"] == ranks[1]["metrics"]["eval_accuracy"]
-        saved[mode] = FourMForImageClassification.from_pretrained(tmp_path / mode).state_dict()
-    for name, value in saved["ddp"].items():
-        torch.testing.assert_close(saved["fsdp"][name], value, rtol=0, atol=5e-5, msg=name)
+    FourMForMaskedModeling(config).save_pretrained(root / "model")
+    return root
+
+
+def finetune_argv(files: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Semantic segmentation, 12 training samples in 6 steps of global batch 4 (2 epochs), 4 validation samples."""
+    return [
+        "--model_name_or_path", str(files / "model"), "--dataset_name", str(files / "data"),
+        "--task", "semantic-segmentation", "--num_labels", "3", "--head_hidden_size", "8",
+        "--output_dir", str(output_dir), "--do_train", "--do_eval", "--max_steps", "6", "--learning_rate", "1e-3",
+        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--train_val_split", "0.25",
+        "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--seed", "0", "--dataloader_num_workers", "0", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def finetune_one_process(finetune_files) -> Path:
+    """The baseline: one process accumulating 2 micro-batches of 2."""
+    argv = finetune_argv(finetune_files, finetune_files / "one", "--gradient_accumulation_steps", "2", "--use_cpu")
+    with imported_script(FINETUNE, "finetune_one_process") as module:
+        module.main(argv)
+    return finetune_files / "one"
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_finetune_on_two_processes_matches_one_process(finetune_files, finetune_one_process, mode):
+    """Per-sample flips (seed, epoch, index) and per-micro-batch losses: 2 ranks of batch 2 follow one process
+    accumulating 2 micro-batches of 2, step by step (the segmentation loss is a mean over each micro-batch's
+    non-ignored pixels, whose number differs between samples here). Before, flips were drawn per process: the run of
+    the issue (FSDP2 on CPU processes dying with "Cannot copy out of meta tensor") trains, but differed from one
+    process."""
+    wrap = DDP if mode == "ddp" else FSDP + ["FourMEncoderLayer"]
+    argv = finetune_argv(finetune_files, finetune_files / mode)
+    ranks = launch(wrap, FINETUNE, finetune_files / f"{mode}_dump", argv)
+    assert [rank["world_size"] for rank in ranks] == [2, 2]
+    one = json.loads((finetune_one_process / "trainer_state.json").read_text())
+    two = json.loads((finetune_files / mode / "trainer_state.json").read_text())
+    expected, logs = step_logs(one["log_history"]), step_logs(two["log_history"])
+    assert [e["step"] for e in logs] == [e["step"] for e in expected] == [1, 2, 3, 4, 5, 6]
+    assert len({e["loss"] for e in expected}) == 6
+    assert [e["loss"] for e in logs] == pytest.approx([e["loss"] for e in expected], rel=1e-5, abs=0)
+    # evaluation: each rank one batch of 2, as the baseline's 2 batches; the gathered metrics agree on both ranks
+    baseline = json.loads((finetune_one_process / "eval_results.json").read_text())
+    assert ranks[0]["metrics"]["eval_loss"] == pytest.approx(baseline["eval_loss"], rel=1e-5, abs=0)
+    assert ranks[0]["metrics"]["eval_mean_iou"] == ranks[1]["metrics"]["eval_mean_iou"]
+    final = load_file(str(finetune_one_process / "model.safetensors"))
+    state = load_file(str(finetune_files / mode / "model.safetensors"))  # gathered by rank 0 under FSDP
+    assert state.keys() == final.keys()
+    for name, value in final.items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=5e-5, msg=name)
+
+
+def test_finetune_resumed_mid_epoch_continues_with_the_same_flips(finetune_files, finetune_one_process):
+    """A checkpoint after step 4 (epoch 1, one of its 3 steps done) resumes with the losses of the uninterrupted run:
+    the resumed epoch is flipped with the draws of epoch 1, not of epoch 0."""
+    one = json.loads((finetune_one_process / "trainer_state.json").read_text())
+    expected = {e["step"]: e["loss"] for e in step_logs(one["log_history"])}
+    extra = ("--gradient_accumulation_steps", "2", "--use_cpu", "--save_strategy", "steps", "--save_steps", "4")
+    with imported_script(FINETUNE, "finetune_resume") as module:
+        module.main(finetune_argv(finetune_files, finetune_files / "saved", *extra))
+        shutil.copytree(finetune_files / "saved" / "checkpoint-4", finetune_files / "resumed" / "checkpoint-4")
+        resume = ("--resume_from_checkpoint", str(finetune_files / "resumed" / "checkpoint-4"))
+        module.main(finetune_argv(finetune_files, finetune_files / "resumed", *extra, *resume))
+    resumed = json.loads((finetune_files / "resumed" / "trainer_state.json").read_text())
+    losses = {e["step"]: e["loss"] for e in step_logs(resumed["log_history"]) if e["step"] > 4}
+    assert sorted(losses) == [5, 6]
+    assert [losses[5], losses[6]] == pytest.approx([expected[5], expected[6]], rel=1e-6, abs=0)
+
+
+def test_finetune_flips_depend_on_seed_epoch_and_index_only(finetune_files):
+    """A sample's flip is the same in any order, batch or DataLoader worker; image and label map flip together;
+    about half the samples flip, differently each epoch; evaluation never flips."""
+    with imported_script(FINETUNE, "finetune_flips") as module:
+        (data_args,) = HfArgumentParser(module.DataTrainingArguments).parse_args_into_dataclasses(
+            ["--dataset_name", str(finetune_files / "data")]
+        )
+        processor = module.build_image_processor(register_modality("rgb@32", patch_size=8), 32)
+        transform = module.FineTuningTransform("semantic-segmentation", data_args, processor)
+        data = datasets.load_from_disk(str(finetune_files / "data"))
+        plain = transform(data[:16])  # the evaluation transform
+        dataset = module.RandomFlipDataset(data, transform, seed=0)
+        in_order = dataset.__getitems__(list(range(16)))
+        flips = []
+        for index, sample in enumerate(in_order):
+            image, label = plain["pixel_values"][index], plain["labels"][index]
+            flipped = not np.array_equal(sample["pixel_values"], image)
+            expected = (image[:, :, ::-1], label[:, ::-1]) if flipped else (image, label)
+            np.testing.assert_array_equal(sample["pixel_values"], expected[0])
+            np.testing.assert_array_equal(sample["labels"], expected[1])
+            flips.append(flipped)
+        assert 4 <= sum(flips) <= 12 and list(dataset.flips(range(16))) == flips
+        # another process: a fresh dataset read in reverse order, batches of 3, by 2 DataLoader workers
+        other = module.RandomFlipDataset(data, transform, seed=0)
+        order = list(range(15, -1, -1))
+        loader = torch.utils.data.DataLoader(other, batch_size=3, sampler=order, num_workers=2, collate_fn=list)
+        for index, sample in zip(order, [s for batch in loader for s in batch]):
+            np.testing.assert_array_equal(sample["pixel_values"], in_order[index]["pixel_values"])
+            np.testing.assert_array_equal(sample["labels"], in_order[index]["labels"])
+        # the epoch, set by the callback at every epoch start (also mid-epoch after a resume), draws new flips
+        callback = module.FlipEpochCallback(dataset)
+        callback.on_epoch_begin(None, TrainerState(epoch=1.5), None)
+        assert dataset.epoch == 1
+        later = list(dataset.flips(range(16)))
+        assert later != flips and 4 <= sum(later) <= 12
+        assert 0.45 < np.mean(dataset.flips(range(2000))) < 0.55
 
 
 def test_slurm_script_is_valid_bash():

@@ -5,7 +5,9 @@ from the Hub or a local directory written by `save_to_disk`. The encoder comes f
 official apple/ml-4m layout; the head starts fresh. Images are resized whole (no crop, bilinear) to the resolution of
 the model's pixel modality (224 for `rgb@224`) and normalised with the ImageNet statistics by a `FourMImageProcessor`,
 which is saved beside the model: `pipeline("image-classification" | "image-segmentation" | "depth-estimation",
-model=output_dir)` then preprocesses images exactly as training did.
+model=output_dir)` then preprocesses images exactly as training did. Training images (and label maps) are mirrored
+left-right at random, each by a draw from (seed, epoch, sample index), so a run sees the same augmentation on any
+number of processes and data loader workers; evaluation images are not mirrored.
 
     python training/finetune.py --task image-classification --model_name_or_path EPFL-VILAB/4M-7_B_CC12M \
         --dataset_name imagenet-1k --output_dir out --do_train --do_eval --bf16 \
@@ -22,14 +24,22 @@ Gradient checkpointing and bf16 are the usual `--activation_checkpointing` and `
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from datasets import ClassLabel, DatasetDict, Value, load_dataset, load_from_disk
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Value,
+    load_dataset,
+    load_from_disk,
+)
 from PIL import Image
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.image_utils import PILImageResampling
 
 from fourm_hf import (
@@ -146,31 +156,75 @@ def to_label_map(label, size: int, flip: bool, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(resized).astype(dtype)
 
 
-def make_transform(
-    task: str, data_args: DataTrainingArguments, image_processor: FourMImageProcessor, train: bool, seed: int
-):
-    """A batched `with_transform` function producing `pixel_values` and `labels` (random flips when training)."""
-    rng = np.random.default_rng(seed)
-    size = image_processor.image_size
+class FineTuningTransform:
+    """Batched: the image and label columns -> `pixel_values` and `labels` (resized, normalised; label maps resized
+    with nearest-neighbour sampling), the samples whose `flips` entry is set mirrored left-right (image and label map
+    together). Without `flips` nothing is mirrored: `set_transform` of the evaluation split."""
 
-    def transform(batch: dict) -> dict:
-        images, labels = batch[data_args.image_column_name], batch[data_args.label_column_name]
-        flips = rng.random(len(images)) < 0.5 if train else np.zeros(len(images), dtype=bool)
-        out = {"pixel_values": [to_pixel_values(image_processor, im, f) for im, f in zip(images, flips)]}
-        if task == "image-classification":
+    def __init__(self, task: str, data_args: DataTrainingArguments, image_processor: FourMImageProcessor):
+        self.task, self.data_args, self.image_processor = task, data_args, image_processor
+
+    def __call__(self, batch: dict, flips: np.ndarray | None = None) -> dict:
+        images, labels = batch[self.data_args.image_column_name], batch[self.data_args.label_column_name]
+        flips = np.zeros(len(images), dtype=bool) if flips is None else flips
+        size = self.image_processor.image_size
+        out = {"pixel_values": [to_pixel_values(self.image_processor, im, f) for im, f in zip(images, flips)]}
+        if self.task == "image-classification":
             out["labels"] = labels
-        elif task == "semantic-segmentation":
+        elif self.task == "semantic-segmentation":
             maps = [to_label_map(label, size, f, np.int64) for label, f in zip(labels, flips)]
-            if data_args.do_reduce_labels:
+            if self.data_args.do_reduce_labels:
                 maps = [np.where(m == 0, 255, m - 1) for m in maps]
             out["labels"] = maps
         else:
-            out["labels"] = [
-                to_label_map(label, size, f, np.float32) / data_args.depth_scale for label, f in zip(labels, flips)
-            ]
+            scale = self.data_args.depth_scale
+            out["labels"] = [to_label_map(label, size, f, np.float32) / scale for label, f in zip(labels, flips)]
         return out
 
-    return transform
+
+class RandomFlipDataset(torch.utils.data.Dataset):
+    """The training split through a [`FineTuningTransform`], sample `index` mirrored in epoch `epoch` when a
+    generator seeded with `(seed, epoch, index)` draws below 0.5.
+
+    A sample's flip so depends on neither the process nor the DataLoader worker that loads it, nor on the order of
+    loading: N data-parallel processes see the augmentation of one process accumulating N micro-batches, and a resumed
+    run that of the run it continues. `set_epoch` (called by accelerate's data loader and by [`FlipEpochCallback`])
+    draws new flips every epoch.
+    """
+
+    def __init__(self, dataset: Dataset, transform: FineTuningTransform, seed: int):
+        self.dataset, self.transform = dataset, transform
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = check_int(epoch, "epoch", minimum=0)
+
+    def flips(self, indices: list[int]) -> np.ndarray:
+        """Whether each of these samples is mirrored in the current epoch."""
+        return np.array([np.random.default_rng([self.seed, self.epoch, int(i)]).random() < 0.5 for i in indices])
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """The samples of a batch, read and transformed together (the DataLoader's batched fetch)."""
+        columns = self.transform(self.dataset[list(indices)], self.flips(indices))
+        return [{name: values[row] for name, values in columns.items()} for row in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+
+class FlipEpochCallback(TrainerCallback):
+    """Sets the epoch of a [`RandomFlipDataset`] at the start of every epoch, also the epoch a run resumes in
+    mid-way (where accelerate's `set_epoch` does not reach the dataset)."""
+
+    def __init__(self, dataset: RandomFlipDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch or 0))
 
 
 def load_splits(data_args: DataTrainingArguments, seed: int, task: str) -> DatasetDict:
@@ -278,9 +332,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = build_model(model_args, dataset, data_args.label_column_name)
     pixels = pixel_modality(model)
     image_processor = build_image_processor(pixels, data_args.image_size or pixels.image_size)
-    for split, train in (("train", True), ("validation", False)):
-        transform = make_transform(model_args.task, data_args, image_processor, train, training_args.seed)
-        dataset[split].set_transform(transform)
+    transform = FineTuningTransform(model_args.task, data_args, image_processor)
+    train_dataset = RandomFlipDataset(dataset["train"], transform, training_args.seed)
+    dataset["validation"].set_transform(transform)  # evaluation without flips
 
     metrics_kwargs = {"compute_metrics": classification_compute_metrics}
     if model_args.task == "semantic-segmentation":
@@ -307,11 +361,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model=model,
         args=training_args,
         processing_class=image_processor,  # saved beside the model (and in checkpoints) for the pipelines
-        train_dataset=dataset["train"] if training_args.do_train else None,
+        train_dataset=train_dataset if training_args.do_train else None,
         eval_dataset=dataset["validation"] if training_args.do_eval else None,
         **metrics_kwargs,
         **optimizer_kwargs,
     )
+    trainer.add_callback(FlipEpochCallback(train_dataset))
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
