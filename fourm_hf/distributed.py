@@ -1,6 +1,6 @@
 """What the training scripts share for runs over several processes: CPU processes (gloo) when the machine has no
-accelerator, accelerate's FSDP plugin on those processes, and the export of a sharded FSDP checkpoint to one
-`model.safetensors`.
+accelerator, accelerate's FSDP plugin on those processes, the epoch of per-sample random draws (masks, flips) on
+every rank and after a resume, and the export of a sharded FSDP checkpoint to one `model.safetensors`.
 
 accelerate (1.15) only turns its FSDP plugin on for accelerator devices: `accelerate launch --use_fsdp` on a machine
 without GPUs starts processes that each train alone (no process group in the Trainer), while transformers already
@@ -12,6 +12,7 @@ path as on GPUs.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 from transformers.utils import logging
 
@@ -55,6 +56,19 @@ def prepare_launch_environment() -> None:
         logger.warning("fsdp_cpu_ram_efficient_loading is turned off: 4M models hold persistent buffers that "
                        "accelerate's rank-0 broadcast does not carry; every rank loads the weights.")
         os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
+
+
+class EpochCallback(TrainerCallback):
+    """Sets the epoch of a dataset whose random draws are seeded by (seed, epoch, sample index) at the start of every
+    epoch, so every process draws the same for a sample, also in the epoch a run resumes in mid-way (accelerate's
+    `DataLoaderShard.set_epoch` does not reach the dataset once the batch sampler is wrapped by `skip_first_batches`;
+    without this the resumed epoch would reuse epoch 0's draws)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
 
 
 class ShardingTrainer(Trainer):

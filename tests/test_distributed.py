@@ -28,7 +28,7 @@ from conftest import TINY_DECODER, TINY_VIT, imported_script
 from distributed_runner import record_masking_seeds
 from fourm_hf import FourMConfig, FourMForMaskedModeling, register_modality
 from fourm_hf.data.masking import FourMMaskingCollator
-from fourm_hf.distributed import export_checkpoint, sharded_checkpoint_dir
+from fourm_hf.distributed import EpochCallback, export_checkpoint, sharded_checkpoint_dir
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,7 +374,7 @@ def test_finetune_flips_depend_on_seed_epoch_and_index_only(finetune_files):
             np.testing.assert_array_equal(sample["pixel_values"], in_order[index]["pixel_values"])
             np.testing.assert_array_equal(sample["labels"], in_order[index]["labels"])
         # the epoch, set by the callback at every epoch start (also mid-epoch after a resume), draws new flips
-        callback = module.FlipEpochCallback(dataset)
+        callback = EpochCallback(dataset)
         callback.on_epoch_begin(None, TrainerState(epoch=1.5), None)
         assert dataset.epoch == 1
         later = list(dataset.flips(range(16)))

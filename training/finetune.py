@@ -24,7 +24,6 @@ Gradient checkpointing and bf16 are the usual `--activation_checkpointing` and `
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -39,7 +38,7 @@ from datasets import (
     load_from_disk,
 )
 from PIL import Image
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.image_utils import PILImageResampling
 
 from fourm_hf import (
@@ -59,7 +58,7 @@ from fourm_hf.checks import (
     close_match,
 )
 from fourm_hf.cli import fill_missing_help
-from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
+from fourm_hf.distributed import EpochCallback, ShardingTrainer, prepare_launch_environment
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -188,7 +187,7 @@ class RandomFlipDataset(torch.utils.data.Dataset):
 
     A sample's flip so depends on neither the process nor the DataLoader worker that loads it, nor on the order of
     loading: N data-parallel processes see the augmentation of one process accumulating N micro-batches, and a resumed
-    run that of the run it continues. `set_epoch` (called by accelerate's data loader and by [`FlipEpochCallback`])
+    run that of the run it continues. `set_epoch` (called by accelerate's data loader and by [`EpochCallback`])
     draws new flips every epoch.
     """
 
@@ -214,17 +213,6 @@ class RandomFlipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]
-
-
-class FlipEpochCallback(TrainerCallback):
-    """Sets the epoch of a [`RandomFlipDataset`] at the start of every epoch, also the epoch a run resumes in
-    mid-way (where accelerate's `set_epoch` does not reach the dataset)."""
-
-    def __init__(self, dataset: RandomFlipDataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_epoch(math.floor(state.epoch or 0))
 
 
 def load_splits(data_args: DataTrainingArguments, seed: int, task: str) -> DatasetDict:
@@ -366,7 +354,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         **metrics_kwargs,
         **optimizer_kwargs,
     )
-    trainer.add_callback(FlipEpochCallback(train_dataset))
+    trainer.add_callback(EpochCallback(train_dataset))
     metrics: dict[str, float] = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

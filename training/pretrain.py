@@ -36,14 +36,14 @@ import datasets
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
-from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
+from fourm_hf.distributed import EpochCallback, ShardingTrainer, prepare_launch_environment
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 
@@ -167,21 +167,6 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-class MaskingEpochCallback(TrainerCallback):
-    """Sets the epoch of a [`SeededMaskingDataset`] at the start of every epoch.
-
-    accelerate's `DataLoaderShard.set_epoch` does not reach the dataset when the batch sampler is wrapped, which is
-    the case after resuming mid-epoch (`skip_first_batches`); without this the resumed epoch would be masked with the
-    seeds of epoch 0.
-    """
-
-    def __init__(self, dataset: SeededMaskingDataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
-
-
 class FourMPretrainer(ShardingTrainer):
     """`Trainer` with 4M's weight-decay groups, warm-up + cosine schedule and per-modality loss logging."""
 
@@ -192,7 +177,7 @@ class FourMPretrainer(ShardingTrainer):
         self._modality_loss_sums: dict[str, torch.Tensor] = {}
         self._modality_loss_first_step = 0
         if isinstance(self.train_dataset, SeededMaskingDataset):
-            self.add_callback(MaskingEpochCallback(self.train_dataset))
+            self.add_callback(EpochCallback(self.train_dataset))
         if isinstance(self.train_dataset, ShardStream):
             self.add_callback(StreamingResumeCallback())
 
