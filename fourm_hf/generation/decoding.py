@@ -1,0 +1,127 @@
+"""The 4M decoder stack at generation time: guidance passes without padding, and a preallocated KV cache.
+
+A decoding step sends the same queries against P guidance passes (one per guidance group, then the unconditional
+one), each encoded at its own length ([`PassContexts`]). [`decode`] runs the P passes as one batch through
+everything whose shapes agree (self-attention, projections, MLPs, norms) and splits the batch only for
+cross-attention, where each pass attends to its own context. No pass computes padding for another, and the weights
+are read once per step for all passes.
+
+Autoregressive targets keep their self-attention keys / values in a [`SelfAttentionCache`] allocated once per
+target: a step pushes one token per row through the stack and attends to the cache's first `length` slots, so it
+needs no mask and never re-allocates. Attention runs through `torch.nn.functional.scaled_dot_product_attention`
+whatever the model's `attn_implementation`. Inference only: stochastic depth is skipped.
+
+Notation in shape comments: P passes, B samples, L queries, N context tokens of a pass, D width, H heads,
+hd head width, T cache slots.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..models.fourm.modeling_fourm import FourMDecoder
+
+
+def _split_heads(x: torch.Tensor, parts: int, num_heads: int) -> torch.Tensor:
+    """(B, L, parts * D) -> (parts, B, H, L, hd)."""
+    batch, length, width = x.shape
+    return x.view(batch, length, parts, num_heads, width // (parts * num_heads)).permute(2, 0, 3, 1, 4)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, hd) -> (B, L, D)."""
+    return x.transpose(1, 2).flatten(2)
+
+
+class PassContexts:
+    """The cross-attention keys / values of every decoder layer for P passes, each at its own context length.
+
+    Args:
+        decoder (`FourMDecoder`): the decoder whose layers project the contexts.
+        contexts (`list[tuple[torch.Tensor, torch.Tensor]]`): per pass, `FourMDecoder.context`'s output: the context
+            (B, N_p, D) and its additive mask (B, 1, 1, N_p). A mask without padding is dropped.
+    """
+
+    def __init__(self, decoder: FourMDecoder, contexts: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.batch = contexts[0][0].shape[0]
+        self.num_passes = len(contexts)
+        self.masks = [mask if bool(mask.any()) else None for _, mask in contexts]
+        self.key_values = [  # [layer][pass] -> (key, value), each (B, H, N_p, hd)
+            [layer.cross_attn.context_key_value(layer.context_norm(context)) for context, _ in contexts]
+            for layer in decoder.layers
+        ]
+
+    @property
+    def num_context_tokens(self) -> list[int]:
+        """N_p of every pass."""
+        return [key.shape[2] for key, _ in self.key_values[0]]
+
+
+class SelfAttentionCache:
+    """Preallocated self-attention keys / values of every decoder layer: (layers, rows, H, T, hd) each.
+
+    `length` slots are filled; `decode` writes its queries' keys / values after them and advances `length`.
+    """
+
+    def __init__(self, decoder: FourMDecoder, rows: int, max_length: int, dtype: torch.dtype, device: torch.device):
+        attention = decoder.layers[0].self_attn
+        shape = (len(decoder.layers), rows, attention.num_heads, max_length, attention.head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
+
+    def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write (rows, H, L, hd) keys / values after the filled slots; returns the layer's keys / values so far."""
+        end = self.length + key.shape[2]
+        if end > self.keys.shape[3]:
+            raise ValueError(f"The cache holds {self.keys.shape[3]} tokens; cannot add {key.shape[2]} to {self.length}.")
+        self.keys[layer, :, :, self.length : end] = key
+        self.values[layer, :, :, self.length : end] = value
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+def decode(
+    decoder: FourMDecoder,
+    hidden_states: torch.Tensor,
+    contexts: PassContexts,
+    self_attention_mask: torch.Tensor | None = None,
+    cache: SelfAttentionCache | None = None,
+) -> torch.Tensor:
+    """The decoder stack over the queries of every pass, stacked pass-major: (P B, L, D) -> (P B, L, D), normalised.
+
+    `self_attention_mask` (additive, broadcastable to (P B, H, L, keys)) applies among the queries (None: full
+    attention); with a `cache`, the queries continue the cached sequence and attend to every cached slot and to
+    themselves (pass None for one query per row).
+    """
+    batch, qk_norm = contexts.batch, decoder.config.qk_norm
+    for index, layer in enumerate(decoder.layers):
+        attention = layer.self_attn
+        query, key, value = _split_heads(attention.qkv(layer.norm1(hidden_states)), 3, attention.num_heads)
+        if qk_norm:
+            query, key = attention.q_norm(query), attention.k_norm(key)
+        if cache is not None:
+            key, value = cache.update(index, key, value)
+        out = F.scaled_dot_product_attention(query, key, value, self_attention_mask, scale=attention.scaling)
+        hidden_states = hidden_states + attention.proj(_merge_heads(out))
+
+        cross = layer.cross_attn
+        query = _split_heads(cross.q(layer.query_norm(hidden_states)), 1, cross.num_heads)[0]
+        if qk_norm:
+            query = cross.q_norm(query)
+        outs = [
+            F.scaled_dot_product_attention(q, k, v, mask, scale=cross.scaling)
+            for q, (k, v), mask in zip(query.split(batch), contexts.key_values[index], contexts.masks, strict=True)
+        ]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        hidden_states = hidden_states + cross.proj(_merge_heads(out))
+        hidden_states = hidden_states + layer.mlp(layer.norm2(hidden_states))
+    if cache is not None:
+        cache.length += hidden_states.shape[1]
+    return decoder.norm(hidden_states)
+
+
+__all__ = ["PassContexts", "SelfAttentionCache", "decode"]
