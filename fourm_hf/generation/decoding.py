@@ -26,15 +26,21 @@ if TYPE_CHECKING:
     from ..models.fourm.modeling_fourm import FourMDecoder
 
 
-def _split_heads(x: torch.Tensor, parts: int, num_heads: int) -> torch.Tensor:
-    """(B, L, parts * D) -> (parts, B, H, L, hd)."""
-    batch, length, width = x.shape
-    return x.view(batch, length, parts, num_heads, width // (parts * num_heads)).permute(2, 0, 3, 1, 4)
+def _split_heads(x: torch.Tensor, rows: int, parts: int, num_heads: int) -> torch.Tensor:
+    """(R L, parts * D) -> (parts, R, H, L, hd)."""
+    width = x.shape[-1] // (parts * num_heads)
+    return x.view(rows, -1, parts, num_heads, width).permute(2, 0, 3, 1, 4)
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, L, hd) -> (B, L, D)."""
-    return x.transpose(1, 2).flatten(2)
+    """(R, H, L, hd) -> (R L, D)."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
+
+
+def _add_linear(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+    """`residual + linear(x)` as one matrix product with accumulation (2-D operands)."""
+    out = torch.addmm(residual, x, linear.weight.t())
+    return out if linear.bias is None else out.add_(linear.bias)
 
 
 class PassContexts:
@@ -50,8 +56,11 @@ class PassContexts:
         self.batch = contexts[0][0].shape[0]
         self.num_passes = len(contexts)
         self.masks = [mask if bool(mask.any()) else None for _, mask in contexts]
-        self.key_values = [  # [layer][pass] -> (key, value), each (B, H, N_p, hd)
-            [layer.cross_attn.context_key_value(layer.context_norm(context)) for context, _ in contexts]
+        self.key_values = [  # [layer][pass] -> (key, value), each (B, H, N_p, hd), contiguous for the attention calls
+            [
+                tuple(t.contiguous() for t in layer.cross_attn.context_key_value(layer.context_norm(context)))
+                for context, _ in contexts
+            ]
             for layer in decoder.layers
         ]
 
@@ -98,30 +107,34 @@ def decode(
     themselves (pass None for one query per row).
     """
     batch, qk_norm = contexts.batch, decoder.config.qk_norm
+    rows, length, width = hidden_states.shape
+    hidden = hidden_states.reshape(rows * length, width)  # the residual stream, 2-D for the matrix products
     for index, layer in enumerate(decoder.layers):
         attention = layer.self_attn
-        query, key, value = _split_heads(attention.qkv(layer.norm1(hidden_states)), 3, attention.num_heads)
+        query, key, value = _split_heads(attention.qkv(layer.norm1(hidden)), rows, 3, attention.num_heads)
         if qk_norm:
             query, key = attention.q_norm(query), attention.k_norm(key)
         if cache is not None:
             key, value = cache.update(index, key, value)
         out = F.scaled_dot_product_attention(query, key, value, self_attention_mask, scale=attention.scaling)
-        hidden_states = hidden_states + attention.proj(_merge_heads(out))
+        hidden = _add_linear(hidden, _merge_heads(out), attention.proj)
 
         cross = layer.cross_attn
-        query = _split_heads(cross.q(layer.query_norm(hidden_states)), 1, cross.num_heads)[0]
+        query = _split_heads(cross.q(layer.query_norm(hidden)), rows, 1, cross.num_heads)[0]
         if qk_norm:
             query = cross.q_norm(query)
         outs = [
             F.scaled_dot_product_attention(q, k, v, mask, scale=cross.scaling)
             for q, (k, v), mask in zip(query.split(batch), contexts.key_values[index], contexts.masks, strict=True)
         ]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        hidden_states = hidden_states + cross.proj(_merge_heads(out))
-        hidden_states = hidden_states + layer.mlp(layer.norm2(hidden_states))
+        hidden = _add_linear(hidden, _merge_heads(outs[0] if len(outs) == 1 else torch.cat(outs)), cross.proj)
+
+        mlp, x = layer.mlp, layer.norm2(hidden)
+        inner = mlp.act(mlp.up_proj(x)) if mlp.gate_proj is None else mlp.act(mlp.gate_proj(x)) * mlp.up_proj(x)
+        hidden = _add_linear(hidden, inner, mlp.down_proj)
     if cache is not None:
-        cache.length += hidden_states.shape[1]
-    return decoder.norm(hidden_states)
+        cache.length += length
+    return decoder.norm(hidden).view(rows, length, width)
 
 
 __all__ = ["PassContexts", "SelfAttentionCache", "decode"]
