@@ -16,6 +16,7 @@ training and data stack), and torchvision, which those modules import without us
 import argparse
 import importlib
 import json
+import random
 import sys
 import time
 import types
@@ -70,6 +71,8 @@ def import_official(repo: Path):
         for name in names:
             setattr(utils, name, getattr(source, name))
     fm = importlib.import_module("fourm.models.fm")
+    # its forward shuffles `random.sample(dict.items(), n)`, which Python >= 3.11 refuses: sample a list instead
+    fm.random = types.SimpleNamespace(sample=lambda population, k: random.sample(list(population), k))
     generate = importlib.import_module("fourm.models.generate")
     info = importlib.import_module("fourm.data.modality_info")
     return fm.FM, info.MODALITY_INFO, generate

@@ -48,7 +48,7 @@ def test_cached_steps_match_the_causal_decoder_forward(model):
     assert contexts.num_context_tokens == [7, 4] and contexts.masks == [None, None]  # no padding: no mask
     x = torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(2))  # (P B, L, D)
     cache = SelfAttentionCache(model.decoder, rows=4, max_length=6, dtype=torch.float32, device=torch.device("cpu"))
-    assert cache.keys.shape == (2, 4, 4, 6, 8)  # (layers, rows, H, T, hd)
+    assert len(cache.keys) == 2 and cache.values[1].shape == (4, 4, 6, 8)  # per layer: (rows, H, T, hd)
     steps = [decode(model.decoder, x[:, t : t + 1], contexts, None, cache) for t in range(6)]
     assert cache.length == 6
     causal = model.decoder.causal_mask(6, 6, 0, x.dtype, x.device)

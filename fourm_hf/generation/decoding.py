@@ -71,26 +71,28 @@ class PassContexts:
 
 
 class SelfAttentionCache:
-    """Preallocated self-attention keys / values of every decoder layer: (layers, rows, H, T, hd) each.
+    """Preallocated self-attention keys / values of every decoder layer: one (rows, H, T, hd) tensor each.
 
     `length` slots are filled; `decode` writes its queries' keys / values after them and advances `length`.
     """
 
     def __init__(self, decoder: FourMDecoder, rows: int, max_length: int, dtype: torch.dtype, device: torch.device):
         attention = decoder.layers[0].self_attn
-        shape = (len(decoder.layers), rows, attention.num_heads, max_length, attention.head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (rows, attention.num_heads, max_length, attention.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in decoder.layers]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in decoder.layers]
+        self.max_length = max_length
         self.length = 0
 
     def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write (rows, H, L, hd) keys / values after the filled slots; returns the layer's keys / values so far."""
         end = self.length + key.shape[2]
-        if end > self.keys.shape[3]:
-            raise ValueError(f"The cache holds {self.keys.shape[3]} tokens; cannot add {key.shape[2]} to {self.length}.")
-        self.keys[layer, :, :, self.length : end] = key
-        self.values[layer, :, :, self.length : end] = value
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        if end > self.max_length:
+            raise ValueError(f"The cache holds {self.max_length} tokens; cannot add {key.shape[2]} to {self.length}.")
+        keys, values = self.keys[layer], self.values[layer]
+        keys[:, :, self.length : end] = key
+        values[:, :, self.length : end] = value
+        return keys[:, :, :end], values[:, :, :end]
 
 
 def decode(
