@@ -1,7 +1,7 @@
 """Generation speed of a 4M-B-sized random model on CPU: cached caption decoding against the weight-read floor, and
 classifier-free guidance with and without padding.
 
-    python benchmarks/bench_generation.py [--tokens 64 256] [--threads N] [--repeats 3] [--skip-uncached]
+    python benchmarks/bench_generation.py [--tokens 64 256] [--threads N] [--repeats 3] [--skip-uncached] [--bf16]
 
 (a) RGB -> caption, greedy, batch 1, for each `--tokens` budget. The per-token time of the cached `generate` (the
     median interval between two streamed tokens, so everything a step does counts, encoding excluded) is set
@@ -13,13 +13,17 @@ classifier-free guidance with and without padding.
 (b) RGB -> depth, 196 tokens, MaskGIT 8 cosine steps, temperature 1, guidance scale 2, batch 1: the default
     (every pass encoded at its own length, the decoder runs both passes as one batch and splits only for
     cross-attention), two separate passes (`batch_guidance=False`), and the doubled batch this replaced (the
-    unconditional pass padded to the conditional length, rebuilt here for comparison). For each: time, the tokens
+    unconditional pass padded to the conditional length, rebuilt here for comparison). For each: wall and thread-CPU
+    time (CPU time is steadier on a shared machine; exact with `--threads 1`), the tokens
     each encoder pass computes, the matmul / attention FLOPs (`torch.utils.flop_counter`), and the tokens, which
     must be identical.
+(c) with `--bf16`: (a) again with the weights in bfloat16 (`model.to(torch.bfloat16)`, the reduced-precision CPU
+    path: half the bytes per step), against its own bf16 floor, and the share of its tokens equal to fp32's.
 4M-B: width 768, 12 + 12 layers, SwiGLU MLP 2048, the 4M-7 modalities, fp32.
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -61,13 +65,13 @@ def floor_operands(model: FourMForMaskedModeling, target: str) -> tuple[list, to
         mlp = layer.mlp
         linears += [layer.self_attn.qkv, layer.self_attn.proj, layer.cross_attn.q, layer.cross_attn.proj]
         linears += [m for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj) if m is not None]
-    operands = [(m.weight, m.bias, torch.randn(1, m.in_features)) for m in linears]
+    operands = [(m.weight, m.bias, torch.randn(1, m.in_features, dtype=m.weight.dtype)) for m in linears]
     return operands, model.decoder.norm, model.decoder.embeddings[target].to_logits
 
 
 def floor_ms(operands: list, norm: torch.nn.Module, head: torch.nn.Linear, loops: int) -> tuple[float, float]:
     """Median wall and thread-CPU time of the weight-read floor of one step, in ms."""
-    x = torch.randn(1, head.in_features)
+    x = torch.randn(1, head.in_features, dtype=head.weight.dtype)
     times, cpu_times = [], []
     for _ in range(loops):
         start, cpu_start = time.perf_counter(), time.thread_time()
@@ -156,11 +160,27 @@ def caption_benchmark(model, rgb, tokens: int, repeats: int, skip_uncached: bool
         "all_floor_ms": [round(v, 1) for v in floors],
         "all_cached_ms": [round(v, 1) for v in steps],
     }
+    result["caption_ids"] = cached["caption"]["tensor"]
     if not skip_uncached:
         start = time.perf_counter()
         uncached = model.generate(rgb, config, seed=0, progress_bar=False, use_cache=False)
         result["uncached_s"] = round(time.perf_counter() - start, 2)
         result["same_tokens_as_uncached"] = torch.equal(cached["caption"]["tensor"], uncached["caption"]["tensor"])
+    return result
+
+
+def identical_share(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of positions where two token sequences agree (the shorter one padded as different)."""
+    length = max(a.shape[1], b.shape[1])
+    same = (a[:, : b.shape[1]] == b[:, : a.shape[1]]).sum()
+    return round(float(same) / (a.shape[0] * length), 3)
+
+
+def bfloat16_benchmark(model, rgb, tokens: int, repeats: int, reference: torch.Tensor) -> dict:
+    """(a) with the weights in bfloat16: ms/token against its own floor, and the share of tokens equal to fp32's."""
+    model16 = copy.deepcopy(model).to(torch.bfloat16)
+    result = caption_benchmark(model16, rgb, tokens, repeats, skip_uncached=True)
+    result["same_tokens_share_vs_fp32"] = identical_share(result.pop("caption_ids"), reference)
     return result
 
 
@@ -182,16 +202,18 @@ def guidance_benchmark(model, rgb, repeats: int) -> dict:
             with FlopCounterMode(display=False) as flops:
                 outputs[name] = model.generate(rgb, config, seed=0, progress_bar=False, **kwargs)
             results[name] = {"encoder_token_slots": sum(counter.calls), "GFLOP": round(flops.get_total_flops() / 1e9, 1)}
-    times = {name: [] for name in variants}
+    times, cpu_times = {name: [] for name in variants}, {name: [] for name in variants}
     for _ in range(repeats):  # interleaved
         for name, (kwargs, encode) in variants.items():
             with mock.patch.object(schemes, "encode_passes", encode):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.thread_time()
                 model.generate(rgb, config, seed=0, progress_bar=False, **kwargs)
                 times[name].append(time.perf_counter() - start)
+                cpu_times[name].append(time.thread_time() - cpu_start)
     reference = outputs["two passes (batch_guidance=False)"]["tok_depth@224"]["tensor"]
     for name in variants:
         results[name]["s"] = round(statistics.median(times[name]), 2)
+        results[name]["cpu_s"] = round(statistics.median(cpu_times[name]), 2)
         results[name]["all_s"] = [round(v, 2) for v in times[name]]
         results[name]["same_tokens_as_two_passes"] = torch.equal(outputs[name]["tok_depth@224"]["tensor"], reference)
     return results
@@ -204,6 +226,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (median reported)")
     parser.add_argument("--skip-uncached", action="store_true", help="skip the uncached token check of (a)")
     parser.add_argument("--skip-guidance", action="store_true", help="skip (b)")
+    parser.add_argument("--bf16", action="store_true", help="(a) also with bfloat16 weights (reduced precision)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,7 +240,11 @@ def main() -> None:
 
     for tokens in args.tokens:
         result = caption_benchmark(model, rgb, tokens, args.repeats, args.skip_uncached)
+        reference = result.pop("caption_ids")
         print(json.dumps({"rgb_to_caption": result}), flush=True)
+        if args.bf16:
+            result = bfloat16_benchmark(model, rgb, tokens, args.repeats, reference)
+            print(json.dumps({"rgb_to_caption_bf16_weights": result}), flush=True)
     if not args.skip_guidance:
         print(json.dumps({"rgb_to_depth_guided": guidance_benchmark(model, rgb, args.repeats)}), flush=True)
     print(json.dumps({"machine_after": machine()}), flush=True)
