@@ -24,6 +24,7 @@ classifier-free guidance with and without padding.
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -55,7 +56,7 @@ class TokenClock:
 
     def median_interval_ms(self, cpu: bool = False) -> float:
         times = self.cpu_times if cpu else self.times
-        return statistics.median(1000 * (b - a) for a, b in zip(times, times[1:]))
+        return statistics.median(1000 * (b - a) for a, b in itertools.pairwise(times))
 
 
 def floor_operands(model: FourMForMaskedModeling, target: str) -> tuple[list, torch.nn.Module, torch.nn.Linear]:
@@ -88,6 +89,9 @@ def weight_bytes(operands: list, head: torch.nn.Linear) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+ENCODE_PASSES = schemes.encode_passes  # the default, kept before the benchmark patches it
+
+
 def padded_encode_passes(model, passes, batched):
     """The doubled batch this benchmark compares against: all passes encoded as one batch, the shorter ones padded
     to the longest, and every pass's decoder cross-attention running over the padded context."""
@@ -97,9 +101,6 @@ def padded_encode_passes(model, passes, batched):
     context, cross_mask = model.decoder.context(model.encoder(batch))
     rows = context.shape[0] // len(passes)
     return [PassContexts(model.decoder, list(zip(context.split(rows), cross_mask.split(rows), strict=True)))]
-
-
-ENCODE_PASSES = schemes.encode_passes  # the default, kept before the benchmark patches it
 
 
 class EncoderTokens:
@@ -114,17 +115,19 @@ class EncoderTokens:
 
 
 def machine() -> dict:
-    flags = ""
+    """CPU model, the flags that matter for these kernels, torch threads, load average."""
+    name, flags = platform.processor(), []
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                break
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    break
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
     return {
-        "cpu": name if flags else platform.processor(),
+        "cpu": name,
         "flags": [f for f in wanted if f in flags],
         "threads": torch.get_num_threads(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
