@@ -9,7 +9,8 @@ are read once per step for all passes.
 Autoregressive targets keep their self-attention keys / values in a [`SelfAttentionCache`] allocated once per
 target: a step pushes one token per row through the stack and attends to the cache's first `length` slots, so it
 needs no mask and never re-allocates. Attention runs through `torch.nn.functional.scaled_dot_product_attention`
-whatever the model's `attn_implementation`. Inference only: stochastic depth is skipped.
+whatever the model's `attn_implementation`. Inference only (no autograd): stochastic depth is skipped and some
+products are taken in place.
 
 Notation in shape comments: P passes, B samples, L queries, N context tokens of a pass, D width, H heads,
 hd head width, T cache slots.
@@ -35,6 +36,16 @@ def _split_heads(x: torch.Tensor, rows: int, parts: int, num_heads: int) -> torc
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(R, H, L, hd) -> (R L, D)."""
     return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
+
+
+def _norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """`norm(x)` without the module call (a step makes ~100 of them)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _linear(x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+    """`linear(x)` without the module call."""
+    return F.linear(x, linear.weight, linear.bias)
 
 
 def _add_linear(residual: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
@@ -113,7 +124,8 @@ def decode(
     hidden = hidden_states.reshape(rows * length, width)  # the residual stream, 2-D for the matrix products
     for index, layer in enumerate(decoder.layers):
         attention = layer.self_attn
-        query, key, value = _split_heads(attention.qkv(layer.norm1(hidden)), rows, 3, attention.num_heads)
+        qkv = _linear(_norm(hidden, layer.norm1), attention.qkv)
+        query, key, value = _split_heads(qkv, rows, 3, attention.num_heads)
         if qk_norm:
             query, key = attention.q_norm(query), attention.k_norm(key)
         if cache is not None:
@@ -122,7 +134,7 @@ def decode(
         hidden = _add_linear(hidden, _merge_heads(out), attention.proj)
 
         cross = layer.cross_attn
-        query = _split_heads(cross.q(layer.query_norm(hidden)), rows, 1, cross.num_heads)[0]
+        query = _split_heads(_linear(_norm(hidden, layer.query_norm), cross.q), rows, 1, cross.num_heads)[0]
         if qk_norm:
             query = cross.q_norm(query)
         outs = [
@@ -131,12 +143,15 @@ def decode(
         ]
         hidden = _add_linear(hidden, _merge_heads(outs[0] if len(outs) == 1 else torch.cat(outs)), cross.proj)
 
-        mlp, x = layer.mlp, layer.norm2(hidden)
-        inner = mlp.act(mlp.up_proj(x)) if mlp.gate_proj is None else mlp.act(mlp.gate_proj(x)) * mlp.up_proj(x)
+        mlp, x = layer.mlp, _norm(hidden, layer.norm2)
+        if mlp.gate_proj is None:
+            inner = mlp.act(_linear(x, mlp.up_proj))
+        else:  # gated (SwiGLU), the product in place
+            inner = mlp.act(_linear(x, mlp.gate_proj)).mul_(_linear(x, mlp.up_proj))
         hidden = _add_linear(hidden, inner, mlp.down_proj)
     if cache is not None:
         cache.length += length
-    return decoder.norm(hidden).view(rows, length, width)
+    return _norm(hidden, decoder.norm).view(rows, length, width)
 
 
 __all__ = ["PassContexts", "SelfAttentionCache", "decode"]
