@@ -254,8 +254,9 @@ class FourMGenerationConfig(GenerationConfig):
 
         use_cache (`bool`, *optional*, defaults to `True`): autoregressive targets reuse the encoder output and the
             decoder keys/values across tokens (otherwise every token re-runs the decoder over the whole prefix).
-        batch_guidance (`bool`, *optional*, defaults to `True`): run the guidance passes as one batch (otherwise one
-            forward per pass, which needs less memory).
+        batch_guidance (`bool`, *optional*, defaults to `True`): run the guidance passes through the decoder as one
+            batch (every pass is encoded at its own length either way, so no pass computes another's padding);
+            otherwise one decoder run per pass, which needs less memory.
 
         > Text special tokens (those of the released 4M WordPiece tokenizer by default)
 

@@ -11,7 +11,9 @@ progress (generated ids, KV caches). A [`DecodingScheme`] decodes one target wit
   last step merges the generated span back into the sequence.
 
 Classifier-free guidance runs as extra passes of the same step: one conditional pass per guidance group and an
-unconditional pass in which the groups' conditions are emptied, encoded as one batch (or one by one).
+unconditional pass in which the groups' conditions are emptied. Each pass is encoded at its own length; the decoder
+runs the passes as one batch and splits it only for cross-attention (`decoding.decode`), so the unconditional pass
+never computes the conditional pass's padding (`batch_guidance=False`: one decoder run per pass).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from transformers import EncoderDecoderCache, LogitsProcessorList
+from transformers import LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
 from ..data.sequences import SpecialTokens, merge_span_batch
 from ..modalities import IMAGE_TOKENS, PIXELS, SEQUENCE, SEQUENCE_EMBEDDING, Modalities, ModalitySpec
+from .decoding import PassContexts, SelfAttentionCache, decode
 from .logits_process import GREEDY_TEMPERATURE, FourMGuidanceLogitsProcessor, sample_tokens
 
 if TYPE_CHECKING:
@@ -66,14 +69,6 @@ class TargetPlan:
         return self.temperatures[step] < GREEDY_TEMPERATURE
 
 
-class EncodedPasses(NamedTuple):
-    """The decoder context of `num_passes` guidance passes encoded together, stacked pass-major."""
-
-    context: torch.Tensor  # (P B, N, D)
-    cross_mask: torch.Tensor  # (P B, 1, 1, N), additive
-    num_passes: int
-
-
 @dataclass
 class FourMGenerationState:
     """Everything a generation run reads and advances, handed to the decoding schemes.
@@ -90,8 +85,9 @@ class FourMGenerationState:
         generator (`torch.Generator`, *optional*): the generator of the current step.
         target (`TargetPlan`, *optional*): the target being decoded.
         target_step (`int`): decoding steps done on it (parallel steps, or tokens of a sequence).
-        passes (`list[EncodedPasses]`): autoregressive targets: the guidance passes, encoded once.
-        caches (`list[EncoderDecoderCache | None]`): autoregressive targets: a KV cache per entry of `passes`
+        passes (`list[PassContexts]`): autoregressive targets: the guidance passes, encoded once (one entry, or one
+            per pass with `batch_guidance=False`).
+        caches (`list[SelfAttentionCache | None]`): autoregressive targets: a KV cache per entry of `passes`
             (None without `use_cache`).
         slots (`torch.Tensor`, *optional*): autoregressive targets: position + modality embedding of each slot of
             the span that can be generated, (B, T, D).
@@ -111,8 +107,8 @@ class FourMGenerationState:
     generator: torch.Generator | None = None
     target: TargetPlan | None = None
     target_step: int = 0
-    passes: list[EncodedPasses] = field(default_factory=list)
-    caches: list[EncoderDecoderCache | None] = field(default_factory=list)
+    passes: list[PassContexts] = field(default_factory=list)
+    caches: list[SelfAttentionCache | None] = field(default_factory=list)
     slots: torch.Tensor | None = None
     generated: torch.Tensor | None = None
     stop_token: torch.Tensor | None = None
@@ -180,17 +176,12 @@ def guidance_passes(
     return [*passes, {**modalities, **empty}]
 
 
-def encode_passes(model: FourMForMaskedModeling, passes: list[Modalities], batched: bool) -> list[EncodedPasses]:
-    """Encode the passes, as one batch (`batched`) or one by one."""
-    chunks = [passes] if batched else [[p] for p in passes]
-    encoded = []
-    for chunk in chunks:
-        batch = chunk[0] if len(chunk) == 1 else {
-            name: {key: torch.cat([p[name][key] for p in chunk]) for key in chunk[0][name]} for name in chunk[0]
-        }  # (P B, ...) per tensor, pass-major
-        context, cross_mask = model.decoder.context(model.encoder(batch))
-        encoded.append(EncodedPasses(context, cross_mask, len(chunk)))
-    return encoded
+def encode_passes(model: FourMForMaskedModeling, passes: list[Modalities], batched: bool) -> list[PassContexts]:
+    """Encode every pass at its own length; the decoder then runs them as one batch (`batched`) or one by one."""
+    contexts = [model.decoder.context(model.encoder(p)) for p in passes]
+    if batched:
+        return [PassContexts(model.decoder, contexts)]
+    return [PassContexts(model.decoder, [c]) for c in contexts]
 
 
 def combine_passes(
@@ -253,10 +244,10 @@ class ParallelDecodingScheme(DecodingScheme):
 
         logits = []
         passes = guidance_passes(model.config, state.modalities, target, state.special_tokens)
-        for context, cross_mask, num_passes in encode_passes(model, passes, state.config.batch_guidance):
-            hidden = model.decoder(queries.repeat(num_passes, 1, 1), context, None, cross_mask)
+        for contexts in encode_passes(model, passes, state.config.batch_guidance):
+            hidden = decode(model.decoder, queries.repeat(contexts.num_passes, 1, 1), contexts)
             logits.append(embedding.to_logits(hidden).float().flatten(0, 1))  # (P B Q, V)
-        scores = combine_passes(torch.cat(logits), target, state.logits_processor, None, cur_step)  # (B Q, V)
+        scores = combine_passes(_stack(logits), target, state.logits_processor, None, cur_step)  # (B Q, V)
         ids, confidence = sample_tokens(scores, target.warpers, None, cur_step, target.is_greedy(cur_step), generator)
         ids, confidence = ids.view(batch, num_queries), confidence.view(batch, num_queries)
 
@@ -323,13 +314,17 @@ class AutoregressiveScheme(DecodingScheme):
         state.next_generator(model.device)
         passes = guidance_passes(model.config, state.modalities, state.target, state.special_tokens)
         state.passes = encode_passes(model, passes, state.config.batch_guidance)
-        use_cache = state.config.use_cache
-        state.caches = [model.decoder.init_cache(p.context, budget) if use_cache else None for p in state.passes]
+        rows, dtype = state.slots.shape[0], state.slots.dtype
+        state.caches = [
+            SelfAttentionCache(model.decoder, p.num_passes * rows, budget, dtype, model.device)
+            if state.config.use_cache else None
+            for p in state.passes
+        ]
 
     def step(self, model: FourMForMaskedModeling, state: FourMGenerationState) -> bool:
         budget = state.slots.shape[1]
         if not self._complete(state, budget):
-            self._decode_token(model, state, budget)
+            self._decode_token(model, state)
         if not self._complete(state, budget):
             return False
         name = state.target.spec.name
@@ -345,30 +340,32 @@ class AutoregressiveScheme(DecodingScheme):
         return bool(state.finished.all()) or state.target_step >= budget
 
     @staticmethod
-    def _decode_token(model: FourMForMaskedModeling, state: FourMGenerationState, budget: int) -> None:
+    def _decode_token(model: FourMForMaskedModeling, state: FourMGenerationState) -> None:
         t, target = state.target_step, state.target
         embedding = model.decoder.embeddings[target.spec.name]
-        if state.config.use_cache:
+        if state.config.use_cache:  # the new token only; it attends to the cache and itself, no mask needed
             step_input = embedding.token_emb(state.generated[:, t:]) + state.slots[:, t : t + 1]  # (B, 1, D)
-            self_mask = model.decoder.causal_mask(1, budget, t, step_input.dtype, model.device)
+            self_mask = None
         else:
             step_input = embedding.token_emb(state.generated) + state.slots[:, : t + 1]  # (B, t + 1, D)
             self_mask = model.decoder.causal_mask(t + 1, t + 1, 0, step_input.dtype, model.device)
         logits = []
-        for (context, cross_mask, num_passes), cache in zip(state.passes, state.caches, strict=True):
-            hidden = model.decoder(
-                step_input.repeat(num_passes, 1, 1), None if cache is not None else context, self_mask, cross_mask,
-                cache,
-            )
+        for contexts, cache in zip(state.passes, state.caches, strict=True):
+            rows = step_input if contexts.num_passes == 1 else step_input.repeat(contexts.num_passes, 1, 1)
+            hidden = decode(model.decoder, rows, contexts, self_mask, cache)
             logits.append(embedding.to_logits(hidden[:, -1]).float())  # (P B, V)
         history = state.generated
-        scores = combine_passes(torch.cat(logits), target, state.logits_processor, history, t)
+        scores = combine_passes(_stack(logits), target, state.logits_processor, history, t)
         token, _ = sample_tokens(scores, target.warpers, history, 0, target.is_greedy(0), state.generator)
         state.generated = torch.cat([history, token[:, None]], dim=1)
         if state.streamer is not None:  # finished samples stream [PAD], as transformers' generate does
             state.streamer.put(torch.where(state.finished, state.special_tokens.pad_id, token).cpu())
         state.finished = state.finished | (token == state.stop_token)
         state.target_step += 1
+
+
+def _stack(logits: list[torch.Tensor]) -> torch.Tensor:
+    return logits[0] if len(logits) == 1 else torch.cat(logits)
 
 
 # The schemes by name (`FourMTargetSchedule.scheme`); the first image and the first sequence scheme are the defaults.
@@ -384,7 +381,6 @@ __all__ = [
     "EMPTY_CONDITION",
     "AutoregressiveScheme",
     "DecodingScheme",
-    "EncodedPasses",
     "FourMGenerationState",
     "MaskGITScheme",
     "ParallelDecodingScheme",

@@ -3,8 +3,8 @@
 A generation run decodes a list of target modalities one after the other. Every decoded token becomes an encoder
 input for what follows, so `rgb -> depth -> normals` conditions the normals on the RGB image and on the generated
 depth. Image-like targets are decoded in parallel steps (MaskGIT: keep the most confident predictions; ROAR: random
-order), sequence targets token by token with a KV cache (`schemes`). Classifier-free guidance runs its conditional
-and unconditional passes as one batch.
+order), sequence targets token by token with a KV cache (`schemes`). Classifier-free guidance encodes its conditional
+and unconditional passes each at its own length and decodes them as one batch (`decoding`).
 
 Semantics follow the official `GenerationSampler` of apple/ml-4m (per-step seeds `seed + step`, token and
 temperature schedules, how targets are initialised and how sequence outputs are merged back), so that decoding at
@@ -84,7 +84,8 @@ class FourMGenerationMixin:
            then `step` until the target is complete. Seeded step s (counted over the whole chain) draws from a
            generator seeded `seed + s`.
            a. Each step builds its passes: with guidance, one conditional pass per group and an unconditional pass
-              that empties the groups' conditions; all passes run as one batch (`batch_guidance=False`: one each).
+              that empties the groups' conditions; each pass is encoded at its own length and the decoder runs all
+              passes as one batch, split only for cross-attention (`batch_guidance=False`: one decoder run each).
            b. MaskGIT / ROAR (one seeded step per parallel step): encode the visible tokens, query the step's target
               positions with the mask token, decode, combine the passes' logits, sample every query, commit the
               accepted tokens (they become visible inputs and stop being targets).
