@@ -21,6 +21,7 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.models.fourm.modeling_fourm import additive_mask
 from fourm_hf.models.layers import eager_attention_forward
 
@@ -128,9 +129,9 @@ def print_attention_table(attention: dict[tuple[str, bool], float]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=8)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per path (median reported)")
+    parser.add_argument("--batch", type=int, default=8, help="samples per forward pass")
     parser.add_argument("--memory-of", choices=["sdpa", "eager"], help=argparse.SUPPRESS)
     parser.add_argument("--attention-only", action="store_true", help="only time one attention call")
     args = parser.parse_args()

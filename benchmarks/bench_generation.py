@@ -36,7 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMGenerationConfig, FourMTargetSchedule
+from fourm_hf import (
+    FourMConfig,
+    FourMForMaskedModeling,
+    FourMGenerationConfig,
+    FourMTargetSchedule,
+)
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.generation import schemes
 from fourm_hf.generation.decoding import PassContexts
 
@@ -223,7 +229,7 @@ def guidance_benchmark(model, rgb, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--tokens", type=int, nargs="+", default=[64], help="caption token budgets of (a)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (median reported)")

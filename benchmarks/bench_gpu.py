@@ -18,7 +18,13 @@ from bench_forward import make_batch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMGenerationConfig, FourMTargetSchedule
+from fourm_hf import (
+    FourMConfig,
+    FourMForMaskedModeling,
+    FourMGenerationConfig,
+    FourMTargetSchedule,
+)
+from fourm_hf.cli import HelpFormatter
 
 
 def to_device(batch: dict, device: str) -> dict:
@@ -91,9 +97,9 @@ def decoding(batch_size: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--batch", type=int, default=128, help="samples per training step")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per variant (after warm-up)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU, TFLOP/s")
     args = parser.parse_args()
     if not torch.cuda.is_available():

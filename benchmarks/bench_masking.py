@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset
 from fourm_hf.modalities import get_modality
 
@@ -36,9 +37,9 @@ def random_sample(rng: np.random.Generator, modalities) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--samples", type=int, default=2000, help="random pre-tokenised samples collated per mixture")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per collated batch")
     args = parser.parse_args()
     print("| mixture | modalities | budgets (in / out) | samples/s | ms per batch of", args.batch_size, "|")
     print("|---|---|---|---|---|")

@@ -33,7 +33,13 @@ from bench_forward import make_batch
 from bench_generation import machine
 from safetensors.torch import load_file, save_file
 
-from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMGenerationConfig, FourMTargetSchedule
+from fourm_hf import (
+    FourMConfig,
+    FourMForMaskedModeling,
+    FourMGenerationConfig,
+    FourMTargetSchedule,
+)
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.models.fourm.modeling_fourm import default_decoder_attention_mask
 
 WORKER = Path(__file__).resolve().parent / "official_worker.py"
@@ -103,7 +109,7 @@ def ours(model: FourMForMaskedModeling, workdir: Path, settings: dict) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--official-repo", type=Path, help="an apple/ml-4m checkout")
     parser.add_argument("--official-python", help="the Python of its environment")
     parser.add_argument("--ours-only", action="store_true", help="run our side alone, on random weights")

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, write_shards
 from fourm_hf.modalities import get_modality
@@ -103,13 +104,13 @@ def step_samples_per_second(gpu: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--num-crops", type=int, default=1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--samples", type=int, default=512, help="random samples written to the shards")
+    parser.add_argument("--num-crops", type=int, default=1, help="crops stored per sample")
     parser.add_argument("--shards", type=int, default=2, help="per format; real shards hold 1k-10k samples")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per batch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per source (median reported)")
     args = parser.parse_args()
     collator = FourMMaskingCollator(MIXTURE, seed=0)
     modalities = list(collator.mixture.modalities)

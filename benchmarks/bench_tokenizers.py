@@ -14,6 +14,7 @@ import time
 import torch
 
 from fourm_hf import FourMDiVAE, FourMDiVAEConfig, FourMVQVAE, FourMVQVAEConfig
+from fourm_hf.cli import HelpFormatter
 
 
 def best_time(fn, *args, repeats: int) -> float:
@@ -27,9 +28,9 @@ def best_time(fn, *args, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--batch", type=int, default=1, help="images per call")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per row (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

@@ -28,6 +28,7 @@ import argparse
 import torch
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling
+from fourm_hf.cli import HelpFormatter
 
 SIZES = {  # width, depth (encoder = decoder), heads, per-GPU batch of the 4M-7 recipe
     "4M-7 B": (768, 12, 12, 128),
@@ -68,8 +69,8 @@ def memory_rows(gpus: int) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpus", type=int, default=16, help="number of GPUs sharing the model (default: 16)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--gpus", type=int, default=16, help="number of GPUs sharing the model")
     args = parser.parse_args(argv)
     header = [
         "model", "parameters", "in Transformer layers", "batch / GPU", "weights + grads + AdamW (GiB)", "gathered bf16 weights",

@@ -136,13 +136,15 @@ def run(repo: Path, workdir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--repo", type=Path, required=True, help="the apple/ml-4m checkout")
-    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True, help="folder of the shared checkpoint, inputs and results")
     stage = parser.add_mutually_exclusive_group(required=True)
     stage.add_argument("--init", action="store_true", help="write the random 4M-B checkpoint")
     stage.add_argument("--run", action="store_true", help="time the workloads")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
