@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel, StaticCache
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -199,17 +199,13 @@ class FourMDecoderEmbedding(FourMModalityEmbedding):
 
 class FourMAttention(nn.Module):
     """Multi-head attention; self-attention with a fused `qkv` projection, cross-attention with `q` and `kv`.
+    (Cached decoding at generation time reads these weights in `generation/decoding.py`.)"""
 
-    Decoder attentions carry their `layer_idx` so that generation can pass an `EncoderDecoderCache`: self-attention
-    appends its keys/values to the self-attention cache, cross-attention reads precomputed context keys/values.
-    """
-
-    def __init__(self, config: FourMConfig, cross: bool = False, layer_idx: int | None = None):
+    def __init__(self, config: FourMConfig, cross: bool = False):
         super().__init__()
         dim = config.hidden_size
         self.config = config
         self.cross = cross
-        self.layer_idx = layer_idx
         self.num_heads = config.num_attention_heads
         self.head_dim = dim // self.num_heads
         self.scaling = self.head_dim**-0.5
@@ -239,21 +235,14 @@ class FourMAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
         context: torch.Tensor | None = None,
-        cache: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
         if self.cross:
             query = self._heads(self.q(hidden_states), 1)[0]
-            if cache is not None and cache.is_updated.get(self.layer_idx, False):
-                cached = cache.cross_attention_cache.layers[self.layer_idx]
-                key, value = cached.keys, cached.values
-            else:
-                key, value = self.context_key_value(context)
+            key, value = self.context_key_value(context)
         else:
             query, key, value = self._heads(self.qkv(hidden_states), 3)
             if self.config.qk_norm:
                 key = self.k_norm(key)
-            if cache is not None:
-                key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
         if self.config.qk_norm:
             query = self.q_norm(query)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
@@ -302,13 +291,13 @@ class FourMEncoderLayer(GradientCheckpointingLayer):
 
 
 class FourMDecoderLayer(GradientCheckpointingLayer):
-    def __init__(self, config: FourMConfig, drop_path: float = 0.0, layer_idx: int | None = None):
+    def __init__(self, config: FourMConfig, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = _norm(config)
-        self.self_attn = FourMAttention(config, layer_idx=layer_idx)
+        self.self_attn = FourMAttention(config)
         self.query_norm = _norm(config)
         self.context_norm = _norm(config)
-        self.cross_attn = FourMAttention(config, cross=True, layer_idx=layer_idx)
+        self.cross_attn = FourMAttention(config, cross=True)
         self.norm2 = _norm(config)
         self.mlp = fourm_mlp(config)
         self.drop_path = FourMDropPath(drop_path)
@@ -319,13 +308,10 @@ class FourMDecoderLayer(GradientCheckpointingLayer):
         context: torch.Tensor,
         self_attention_mask: torch.Tensor | None,
         cross_attention_mask: torch.Tensor,
-        cache: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
-        """`context` may be None when `cache` holds this layer's cross-attention keys/values."""
-        attended = self.self_attn(self.norm1(hidden_states), self_attention_mask, cache=cache)
+        attended = self.self_attn(self.norm1(hidden_states), self_attention_mask)
         hidden_states = hidden_states + self.drop_path(attended)
-        context = None if context is None else self.context_norm(context)
-        cross = self.cross_attn(self.query_norm(hidden_states), cross_attention_mask, context, cache=cache)
+        cross = self.cross_attn(self.query_norm(hidden_states), cross_attention_mask, self.context_norm(context))
         hidden_states = hidden_states + self.drop_path(cross)
         return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
 
@@ -444,7 +430,7 @@ class FourMDecoder(nn.Module):
         )
         self.context_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
         rates = _drop_path_rates(config.decoder_drop_path_rate, config.num_decoder_layers)
-        self.layers = nn.ModuleList([FourMDecoderLayer(config, rate, index) for index, rate in enumerate(rates)])
+        self.layers = nn.ModuleList([FourMDecoderLayer(config, rate) for rate in rates])
         self.norm = _norm(config)
         self.mask_token = nn.Parameter(torch.zeros(config.hidden_size))
 
@@ -465,24 +451,6 @@ class FourMDecoder(nn.Module):
         """Additive (1, 1, Q, K) mask: query i sits at position `offset + i` and sees keys 0 ... offset + i."""
         positions = torch.arange(num_queries, device=device)[:, None] + offset
         return additive_mask((torch.arange(num_keys, device=device)[None, :] > positions)[None], dtype)
-
-    def init_cache(self, context: torch.Tensor, max_length: int) -> EncoderDecoderCache:
-        """A cache for decoding up to `max_length` queries against `context` (B, N, D), one query at a time.
-
-        Self-attention keys/values go into a preallocated `StaticCache` (fixed shapes, so one compiled graph serves
-        every step; attend with `causal_mask(1, max_length, step, ...)`); the cross-attention keys/values of every
-        layer are computed here once and reused by each step.
-        """
-        batch, dtype = context.shape[0], context.dtype
-        attention = self.layers[0].self_attn
-        self_cache = StaticCache(config=self.config, max_cache_len=max_length)
-        self_cache.early_initialization(batch, attention.num_heads, attention.head_dim, dtype, context.device)
-        cache = EncoderDecoderCache(self_cache, DynamicCache(config=self.config))
-        for index, layer in enumerate(self.layers):
-            key, value = layer.cross_attn.context_key_value(layer.context_norm(context))
-            cache.cross_attention_cache.update(key, value, index)
-            cache.is_updated[index] = True
-        return cache
 
     def attention_blocked(self, spec: torch.Tensor, modality_index: torch.Tensor) -> torch.Tensor:
         """(B, M) attention spec + modality index -> (B, M, M) boolean, True = query i may not see key j.
@@ -540,15 +508,13 @@ class FourMDecoder(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        context: torch.Tensor | None,
+        context: torch.Tensor,
         self_attention_mask: torch.Tensor | None,
         cross_attention_mask: torch.Tensor,
-        cache: EncoderDecoderCache | None = None,
     ) -> torch.Tensor:
-        """Decoder stack. Masks are additive; a None self-attention mask is full attention among the queries.
-        With a `cache` from `init_cache`, `context` may be None and the queries continue the cached sequence."""
+        """Decoder stack. Masks are additive; a None self-attention mask is full attention among the queries."""
         for layer in self.layers:
-            hidden_states = layer(hidden_states, context, self_attention_mask, cross_attention_mask, cache=cache)
+            hidden_states = layer(hidden_states, context, self_attention_mask, cross_attention_mask)
         return self.norm(hidden_states)
 
 
