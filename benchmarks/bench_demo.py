@@ -6,9 +6,10 @@
     from an Arrow-backed `datasets.Dataset` in numpy format, against the demo's `InMemoryRows`.
 (b) One AdamW step over the parameters of the demo's 4M (5.0M), foreach against fused.
 (c) One training step of the demo's 4M (collator, forward, backward, fused AdamW) and of each VQ-VAE, at the quick
-    run's shapes: time, FLOPs (`torch.utils.flop_counter`) and the FLOP rate, next to `torch.mm`'s rate at the
-    4M's most common matmul shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less
-    overhead, make it faster); a much lower one says it is bound by per-op overhead.
+    run's shapes: CPU time (all threads; unlike wall time it barely moves when other jobs share the machine), FLOPs
+    (`torch.utils.flop_counter`) and FLOPs per CPU second, next to `torch.mm`'s at the 4M's most common matmul
+    shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less overhead, make it
+    faster); a much lower one says it is bound by per-op overhead.
 """
 
 from __future__ import annotations
@@ -70,19 +71,19 @@ def demo_training_rows(demo, num_rows: int, vocab_size: int, seed: int = 0):
 
 
 def training_step(model, optimizer, make_batch, loss_of):
-    """A step function timing its parts: returns `{part: seconds}` of one call."""
+    """A step function timing its parts: returns `{part: CPU seconds}` of one call."""
 
     def step(index: int) -> dict[str, float]:
-        start = time.perf_counter()
+        start = time.process_time()
         batch = make_batch(index)
-        collated = time.perf_counter()
+        collated = time.process_time()
         loss = loss_of(model, batch)
-        forward = time.perf_counter()
+        forward = time.process_time()
         loss.backward()
-        backward = time.perf_counter()
+        backward = time.process_time()
         optimizer.step()
         optimizer.zero_grad()
-        end = time.perf_counter()
+        end = time.process_time()
         return {"collate": collated - start, "forward": forward - collated, "backward": backward - forward,
                 "optimizer": end - backward}  # fmt: skip
 
@@ -90,7 +91,7 @@ def training_step(model, optimizer, make_batch, loss_of):
 
 
 def step_report(name: str, step, make_batch, model, loss_of, steps: int) -> str:
-    """A results row: ms per part, GFLOP of forward + backward, GFLOP/s over the whole step."""
+    """A results row: CPU ms per part, GFLOP of forward + backward, GFLOP per CPU second over the whole step."""
     step(0)  # warm-up
     parts = [step(i + 1) for i in range(steps)]
     mean = {k: sum(p[k] for p in parts) / steps for k in parts[0]}
@@ -105,9 +106,9 @@ def step_report(name: str, step, make_batch, model, loss_of, steps: int) -> str:
 
 
 def matmul_rate(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
-    """GFLOP/s of `torch.mm` at one shape."""
+    """GFLOP per CPU second of `torch.mm` at one shape."""
     a, b = torch.randn(rows, inner), torch.randn(inner, cols)
-    return 2 * rows * inner * cols / seconds_per_call(lambda: a @ b, repeats) / 1e9
+    return 2 * rows * inner * cols / seconds_per_call(lambda: a @ b, repeats, clock=time.process_time) / 1e9
 
 
 def training_steps_table(demo, args) -> None:
@@ -127,8 +128,8 @@ def training_steps_table(demo, args) -> None:
     def fourm_loss(model, batch):
         return model(**batch).loss
 
-    print(f"\n| (c) one training step, {args.train_steps} steps | collate ms | forward ms | backward ms | optimizer ms "
-          "| step ms | GFLOP (fwd + bwd) | GFLOP/s |")  # fmt: skip
+    print(f"\n| (c) one training step (CPU ms, mean of {args.train_steps}) | collate | forward | backward | optimizer "
+          "| step | GFLOP (fwd + bwd) | GFLOP per CPU s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     step = training_step(model, optimizer, fourm_batch, fourm_loss)
     print(step_report(f"4M, batch {settings.batch_size}", step, fourm_batch, model, fourm_loss, args.train_steps))
@@ -151,15 +152,15 @@ def training_steps_table(demo, args) -> None:
         print(row)
     tokens = settings.batch_size * settings.target_tokens
     print(f"\n`torch.mm` ({tokens} x {settings.hidden_size}) @ ({settings.hidden_size} x {3 * settings.hidden_size}): "
-          f"{matmul_rate(tokens, settings.hidden_size, 3 * settings.hidden_size):.0f} GFLOP/s")  # fmt: skip
+          f"{matmul_rate(tokens, settings.hidden_size, 3 * settings.hidden_size):.0f} GFLOP per CPU s")  # fmt: skip
 
 
-def seconds_per_call(function, repeats: int) -> float:
+def seconds_per_call(function, repeats: int, clock=time.perf_counter) -> float:
     function()  # warm-up
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         function()
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def main() -> None:
