@@ -1,10 +1,15 @@
-"""The two per-step costs the end-to-end demo (`examples/demo.py`) cut, each next to what it replaced, in one run.
+"""Where the end-to-end demo (`examples/demo.py`) spends its training time, and two per-step costs it cut.
 
-    PYTHONPATH=. python benchmarks/bench_demo.py [--rows 2000] [--steps 50]
+    PYTHONPATH=. python benchmarks/bench_demo.py [--rows 2000] [--steps 50] [--train_steps 10] [--threads 2]
 
 (a) Reading a batch of 32 pre-tokenised demo rows (64x64 RGB pixels, three 8x8 token grids, a caption and boxes)
     from an Arrow-backed `datasets.Dataset` in numpy format, against the demo's `InMemoryRows`.
 (b) One AdamW step over the parameters of the demo's 4M (5.0M), foreach against fused.
+(c) One training step of the demo's 4M (collator, forward, backward, fused AdamW) and of each VQ-VAE, at the quick
+    run's shapes: CPU time (all threads; unlike wall time it barely moves when other jobs share the machine), FLOPs
+    (`torch.utils.flop_counter`) and FLOPs per CPU second, next to `torch.mm`'s at the 4M's most common matmul
+    shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less overhead, make it
+    faster); a much lower one says it is bound by per-op overhead.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from fourm_hf import FourMForMaskedModeling
+from fourm_hf import FourMForMaskedModeling, FourMVQVAE
+from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -52,19 +59,119 @@ def demo_rows(num_rows: int, seed: int = 0) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
-def seconds_per_call(function, repeats: int) -> float:
+def demo_training_rows(demo, num_rows: int, vocab_size: int, seed: int = 0):
+    """`demo_rows` as `InMemoryRows`, with caption and box id sequences of the demo's lengths (8-21 caption tokens
+    from the learned word pieces; one to three boxes of four value tokens and a class)."""
+    rng = np.random.default_rng(seed)
+    rows = demo.InMemoryRows.from_dataset(demo_rows(num_rows, seed).with_format("numpy"))
+    words = vocab_size - 96  # the learned pieces follow the 4,284 reserved ids
+    rows.columns["caption"] = [rng.integers(words, vocab_size, rng.integers(8, 22), dtype=np.int32) for _ in range(num_rows)]
+    rows.columns["det"] = [rng.integers(4, 4284, 5 * rng.integers(1, 4), dtype=np.int32) for _ in range(num_rows)]
+    return rows
+
+
+def training_step(model, optimizer, make_batch, loss_of):
+    """A step function timing its parts: returns `{part: CPU seconds}` of one call."""
+
+    def step(index: int) -> dict[str, float]:
+        start = time.process_time()
+        batch = make_batch(index)
+        collated = time.process_time()
+        loss = loss_of(model, batch)
+        forward = time.process_time()
+        loss.backward()
+        backward = time.process_time()
+        optimizer.step()
+        optimizer.zero_grad()
+        end = time.process_time()
+        return {"collate": collated - start, "forward": forward - collated, "backward": backward - forward,
+                "optimizer": end - backward}  # fmt: skip
+
+    return step
+
+
+def step_report(name: str, step, make_batch, model, loss_of, steps: int) -> str:
+    """A results row: CPU ms per part, GFLOP of forward + backward, GFLOP per CPU second over the whole step."""
+    step(0)  # warm-up
+    parts = [step(i + 1) for i in range(steps)]
+    mean = {k: sum(p[k] for p in parts) / steps for k in parts[0]}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss_of(model, make_batch(0)).backward()
+    model.zero_grad()
+    gflop = counter.get_total_flops() / 1e9
+    total = sum(mean.values())
+    cells = " | ".join(f"{mean[k] * 1e3:.0f}" for k in ("collate", "forward", "backward", "optimizer"))
+    return f"| {name} | {cells} | **{total * 1e3:.0f}** | {gflop:.1f} | {gflop / total:.0f} |"
+
+
+def matmul_rate(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
+    """GFLOP per CPU second of `torch.mm` at one shape."""
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    return 2 * rows * inner * cols / seconds_per_call(lambda: a @ b, repeats, clock=time.process_time) / 1e9
+
+
+def training_steps_table(demo, args) -> None:
+    settings = demo.DemoSettings()
+    names = demo.register_demo_modalities(settings)
+    torch.manual_seed(0)
+    vocab_size = 4380  # the quick run's text vocabulary
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, vocab_size, max_length=32))
+    collator = FourMMaskingCollator(MaskingMixture.from_dict(demo.demo_mixture(settings, names)), config=model.config)
+    dataset = SeededMaskingDataset(demo_training_rows(demo, 512, vocab_size), seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+
+    def fourm_batch(index: int):
+        picks = np.random.default_rng(index).integers(0, len(dataset), settings.batch_size)
+        return collator([dataset[int(i)] for i in picks])
+
+    def fourm_loss(model, batch):
+        return model(**batch).loss
+
+    print(f"\n| (c) one training step (CPU ms, mean of {args.train_steps}) | collate | forward | backward | optimizer "
+          "| step | GFLOP (fwd + bwd) | GFLOP per CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    step = training_step(model, optimizer, fourm_batch, fourm_loss)
+    print(step_report(f"4M, batch {settings.batch_size}", step, fourm_batch, model, fourm_loss, args.train_steps))
+    for modality in demo.IMAGE_MODALITIES:
+        vq = FourMVQVAE(demo.vqvae_config(modality, settings))
+        size, batch = settings.image_size, settings.tokenizer_batch_size
+        generator = torch.Generator().manual_seed(0)
+        if modality == "semseg":
+            pixels = torch.randint(0, demo.NUM_CLASSES + 1, (batch, size, size), generator=generator)
+        else:
+            pixels = torch.randn(batch, 3 if modality == "rgb" else 1, size, size, generator=generator)
+        vq_optimizer = torch.optim.AdamW(vq.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.05, fused=True)
+
+        def vq_loss(model, pixels):
+            output = model(pixels)
+            return output.reconstruction.float().square().mean() + output.quantization_loss
+
+        step = training_step(vq, vq_optimizer, lambda index: pixels, vq_loss)
+        row = step_report(f"{modality} VQ-VAE, batch {batch}", step, lambda index: pixels, vq, vq_loss, args.train_steps)
+        print(row)
+    tokens = settings.batch_size * settings.target_tokens
+    print(f"\n`torch.mm` ({tokens} x {settings.hidden_size}) @ ({settings.hidden_size} x {3 * settings.hidden_size}): "
+          f"{matmul_rate(tokens, settings.hidden_size, 3 * settings.hidden_size):.0f} GFLOP per CPU s")  # fmt: skip
+
+
+def seconds_per_call(function, repeats: int, clock=time.perf_counter) -> float:
     function()  # warm-up
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         function()
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--train_steps", type=int, default=10, help="timed training steps per model in (c)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (not given: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     demo = load_demo()
     datasets.disable_progress_bars()
 
@@ -95,7 +202,11 @@ def main() -> None:
         f"| ms per step | {times['foreach'] * 1e3:.1f} | {times['fused'] * 1e3:.1f} | "
         f"**{times['foreach'] / times['fused']:.1f}x** |"
     )
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads")
+    training_steps_table(demo, args)
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {demo._cpu_model()} (torch kernels: "
+        f"{torch.backends.cpu.get_cpu_capability()}), load average {demo._load_average()}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ The whole pipeline of the 4M paper, shrunk to run on a laptop CPU:
    accuracy, box recall, the tokenizers' own reconstruction ceiling, timings) and `grid.png` (inputs, predictions,
    ground truth).
 
-    python examples/demo.py                      # --quick (default): <= 15 min on 2 CPU cores
+    python examples/demo.py                      # --quick (default): 12-30 min on 2 CPU cores
     python examples/demo.py --long               # bigger data, tokenizers and model, many more steps
     python examples/demo.py --steps 3000 --hidden_size 192 --output_dir outputs/demo_big   # any setting
 
@@ -239,6 +239,8 @@ class StageTimer:
             "total_cpu_s": round(self.cpu() - self.start_cpu, 1),
             "torch_threads": torch.get_num_threads(),
             "load_average_1_5_15min": [round(x, 2) for x in _load_average()],
+            "cpu_model": _cpu_model(),
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         }
 
 
@@ -248,6 +250,29 @@ def _load_average() -> tuple[float, ...]:
             return tuple(float(x) for x in file.read().split()[:3])
     except OSError:
         return ()
+
+
+def _cpu_model() -> str:
+    """The CPU's model name as Linux reports it ("" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def stage_table(elapsed: dict[str, Any]) -> str:
+    """The stage times of `StageTimer.summary()` as aligned text lines, the total and the machine last."""
+    width = max(len(name) for name in elapsed["stages"])
+    lines = [f"  {'stage'.ljust(width)}  wall s   CPU s"]
+    for name, stage in elapsed["stages"].items():
+        lines.append(f"  {name.ljust(width)}  {stage['wall_s']:6.0f}  {stage['cpu_s']:6.0f}")
+    lines.append(f"  {'total'.ljust(width)}  {elapsed['total_wall_s']:6.0f}  {elapsed['total_cpu_s']:6.0f}")
+    lines.append(
+        f"  on {elapsed['cpu_model'] or 'an unknown CPU'} (torch kernels: {elapsed['aten_cpu_capability']}), "
+        f"{elapsed['torch_threads']} torch threads, load average {elapsed['load_average_1_5_15min']}"
+    )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -804,8 +829,7 @@ def print_summary(metrics: dict[str, Any], output_dir: str | Path) -> None:
         f"right objects in {caption['exact_objects']:.0%}, right shapes in {caption['exact_shapes']:.0%}; "
         f"object recall {caption['object_recall']:.0%}, precision {caption['object_precision']:.0%}\n"
         f"  RGB -> boxes: recall@0.5 {det['recall@0.5']:.0%}, precision@0.5 {det['precision@0.5']:.0%}\n"
-        f"  time: {elapsed['total_wall_s']:.0f} s wall, {elapsed['total_cpu_s']:.0f} s CPU on {elapsed['torch_threads']} threads "
-        f"(load average {elapsed['load_average_1_5_15min']})\n"
+        f"{stage_table(elapsed)}\n"
         f"Wrote {Path(output_dir) / 'metrics.json'}, {Path(output_dir) / 'grid.png'}, saved models in {output_dir}."
     )  # fmt: skip
 

@@ -119,6 +119,21 @@ def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
         demo.InMemoryRows({"a": np.zeros(2), "b": np.zeros(3)})
 
 
+def test_stage_table_lists_each_stage_the_total_and_the_machine(demo):
+    elapsed = {
+        "stages": {"render": {"wall_s": 12.4, "cpu_s": 20.6}, "4M pre-training": {"wall_s": 300.2, "cpu_s": 590.0}},
+        "total_wall_s": 320.0, "total_cpu_s": 615.5, "torch_threads": 2, "load_average_1_5_15min": [0.1, 0.2, 0.3],
+        "cpu_model": "AMD EPYC 7B12", "aten_cpu_capability": "AVX2",
+    }  # fmt: skip
+    lines = demo.stage_table(elapsed).splitlines()
+    assert [line.split() for line in lines[:4]] == [
+        ["stage", "wall", "s", "CPU", "s"], ["render", "12", "21"], ["4M", "pre-training", "300", "590"],
+        ["total", "320", "616"],
+    ]  # fmt: skip
+    assert lines[1].index("12") == lines[2].index("300") + 1  # right-aligned columns
+    assert lines[4] == "  on AMD EPYC 7B12 (torch kernels: AVX2), 2 torch threads, load average [0.1, 0.2, 0.3]"
+
+
 def test_command_line_presets_and_overrides(demo):
     quick, args = demo.parse_args([])
     assert args.preset == "quick" and quick == demo.DemoSettings()
@@ -142,6 +157,7 @@ def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
     }  # fmt: skip
     assert len(written["examples"]) == 6 and all(isinstance(e["generated"], str) for e in written["examples"])
     assert set(written["time"]["stages"]) >= {"4M pre-training", "reload and evaluate on held-out scenes"}
+    assert written["time"]["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
     # one row per shown scene, ten tiles per row (tiles of 2 x 64 + 16 pixels)
     grid = Image.open(tmp_path / "grid.png")
