@@ -26,6 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fourm_hf import FourMForMaskedModeling, FourMVQVAE
+from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
@@ -164,11 +165,11 @@ def seconds_per_call(function, repeats: int, clock=time.perf_counter) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000, help="pre-tokenised rows read in (a)")
+    parser.add_argument("--steps", type=int, default=50, help="timed batches of (a) and optimizer steps of (b)")
     parser.add_argument("--train_steps", type=int, default=10, help="timed training steps per model in (c)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (not given: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
