@@ -29,18 +29,66 @@ TINY_UNET = dict(
 
 
 
+@contextmanager
+def restored_registry() -> Iterator[None]:
+    """On exit, the modality registry is as it was on entry, whatever was registered in between."""
+    from fourm_hf.modalities import FAMILIES, MODALITIES
+
+    modalities, families = dict(MODALITIES), dict(FAMILIES)
+    try:
+        yield
+    finally:
+        MODALITIES.clear()
+        MODALITIES.update(modalities)
+        FAMILIES.clear()
+        FAMILIES.update(families)
+
+
 @pytest.fixture(autouse=True)
 def isolated_modality_registry() -> Iterator[None]:
     """Each test starts from the registry as it was and leaves it so: a modality or family that one test registers
     (e.g. `rgb@64` with 8-pixel patches in the demo) never leaks into the next."""
-    from fourm_hf.modalities import FAMILIES, MODALITIES
+    with restored_registry():
+        yield
 
-    modalities, families = dict(MODALITIES), dict(FAMILIES)
-    yield
-    MODALITIES.clear()
-    MODALITIES.update(modalities)
-    FAMILIES.clear()
-    FAMILIES.update(families)
+
+def tiny_any_to_any(size: int = 32, token_families: tuple[str, ...] = ("tok_depth",),
+                    sequences: tuple[str, ...] = ("caption", "det"), codebook_size: int = 32, tokenizer=None):
+    """A tiny untrained 4M over `rgb@{size}` pixels and `tok_*@{size}` token grids (8-pixel patches; a tiny VQ-VAE
+    for each in the processor) and the text `sequences` (12 tokens at most), with its FourMProcessor, both in eval
+    mode. Registers the modalities (wrap module-scoped uses in `restored_registry`); the saved configs carry them."""
+    from fourm_hf import (
+        FourMConfig, FourMForMaskedModeling, FourMImageProcessor, FourMProcessor, FourMTokenizer, FourMVQVAE,
+        FourMVQVAEConfig, register_modality,
+    )  # fmt: skip
+
+    channels = {"tok_rgb": 3, "tok_depth": 1}
+    pixels, grids = f"rgb@{size}", [f"{family}@{size}" for family in token_families]
+    register_modality(pixels, patch_size=8, overwrite=True)
+    for name in grids:
+        register_modality(name, vocab_size=codebook_size, patch_size=8, overwrite=True)
+    torch.manual_seed(0)
+    if tokenizer is None:
+        tokenizer = FourMTokenizer.train_new(["a red cube on a gray floor", "a blue sphere near a wall"] * 8,
+                                             vocab_size=4 + 200 + 4 * 1000 + 80 + 64)  # fmt: skip
+    vq_models = {
+        name: FourMVQVAE(FourMVQVAEConfig(
+            image_size=size, patch_size=8, num_channels=channels[family], codebook_size=codebook_size, latent_dim=8,
+            encoder_hidden_size=16, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16,
+            decoder_num_layers=1, decoder_num_heads=2,
+        )).eval()  # fmt: skip
+        for name, family in zip(grids, token_families)
+    }
+    processor = FourMProcessor(FourMImageProcessor(image_size=size, patch_size=8), tokenizer, vq_models=vq_models)
+    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": 12, "max_tokens": 12}
+    model = FourMForMaskedModeling(FourMConfig(
+        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
+        encoder_modalities=[pixels, *grids, *sequences], decoder_modalities=[*grids, *sequences],
+        modality_specs={name: sequence for name in sequences},
+    )).eval()  # fmt: skip
+    return model, processor
+
+
 OFFICIAL_4M = FIXTURES / "official_4m"
 PARITY_CASES = ("fm_4m7_style", "fm_4m21_style")
 

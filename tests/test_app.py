@@ -9,22 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import imported_script
+from conftest import imported_script, restored_registry, tiny_any_to_any
 from PIL import Image
 
 from fourm_hf import (
     FourMConfig,
     FourMForMaskedModeling,
     FourMGenerationConfig,
-    FourMImageProcessor,
-    FourMProcessor,
-    FourMTokenizer,
-    FourMVQVAE,
-    FourMVQVAEConfig,
     register_modality,
 )
-from fourm_hf.modalities import FAMILIES, MODALITIES
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "app.py"
@@ -54,29 +47,12 @@ def app_module():
 def checkpoint(tmp_path_factory):
     """A tiny untrained 4M (RGB pixels, depth tokens, caption and boxes at 32 px) and its processor, saved; the
     registry is restored afterwards."""
-    modalities, families = dict(MODALITIES), dict(FAMILIES)
-    register_modality(PIXELS, patch_size=8, overwrite=True)
-    register_modality(DEPTH, vocab_size=32, patch_size=8, overwrite=True)
-    torch.manual_seed(0)
-    tokenizer = FourMTokenizer.train_new(["a red cube on a gray floor", "a blue sphere near a wall"] * 8,
-                                         vocab_size=4 + 200 + 4 * 1000 + 80 + 64)  # fmt: skip
-    vq_model = FourMVQVAE(FourMVQVAEConfig(
-        image_size=32, patch_size=8, num_channels=1, codebook_size=32, latent_dim=8, encoder_hidden_size=16,
-        encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16, decoder_num_layers=1, decoder_num_heads=2,
-    )).eval()  # fmt: skip
-    processor = FourMProcessor(FourMImageProcessor(image_size=32, patch_size=8), tokenizer, vq_models={DEPTH: vq_model})
-    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": 12, "max_tokens": 12}
-    model = FourMForMaskedModeling(FourMConfig(
-        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
-        encoder_modalities=[PIXELS, DEPTH, "caption", "det"], decoder_modalities=[DEPTH, "caption", "det"],
-        modality_specs={"caption": sequence, "det": sequence},
-    )).eval()  # fmt: skip
-    root = tmp_path_factory.mktemp("app_checkpoint")
-    model.save_pretrained(root / "fourm")
-    processor.save_pretrained(root / "processor")
-    yield {"model": model, "processor": processor, "root": root}
-    MODALITIES.clear(), MODALITIES.update(modalities)
-    FAMILIES.clear(), FAMILIES.update(families)
+    with restored_registry():
+        model, processor = tiny_any_to_any()
+        root = tmp_path_factory.mktemp("app_checkpoint")
+        model.save_pretrained(root / "fourm")
+        processor.save_pretrained(root / "processor")
+        yield {"model": model, "processor": processor, "root": root}
 
 
 def _image() -> np.ndarray:

@@ -10,21 +10,13 @@ from transformers import TextStreamer
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput
 
+from conftest import restored_registry, tiny_any_to_any
 from fourm_hf import (
-    FourMConfig,
-    FourMForMaskedModeling,
     FourMGenerateOutput,
     FourMGenerationConfig,
-    FourMImageProcessor,
-    FourMProcessor,
     FourMTargetSchedule,
-    FourMTokenizer,
-    FourMVQVAE,
-    FourMVQVAEConfig,
     plot_modalities,
-    register_modality,
 )
-from fourm_hf.modalities import FAMILIES, MODALITIES
 
 DEPTH, PIXELS = "tok_depth@32", "rgb@32"
 CAPTION_TOKENS = 12
@@ -34,27 +26,8 @@ CAPTION_TOKENS = 12
 def setup():
     """A tiny untrained 4M (RGB pixels, depth tokens, caption at 32 px) and its processor; the registry is restored
     afterwards."""
-    modalities, families = dict(MODALITIES), dict(FAMILIES)
-    register_modality(PIXELS, patch_size=8, overwrite=True)
-    register_modality(DEPTH, vocab_size=32, patch_size=8, overwrite=True)
-    torch.manual_seed(0)
-    tokenizer = FourMTokenizer.train_new(["a red cube on a gray floor", "a blue sphere near a wall"] * 8,
-                                         vocab_size=4 + 200 + 4 * 1000 + 80 + 64)  # fmt: skip
-    vq_model = FourMVQVAE(FourMVQVAEConfig(
-        image_size=32, patch_size=8, num_channels=1, codebook_size=32, latent_dim=8, encoder_hidden_size=16,
-        encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16, decoder_num_layers=1, decoder_num_heads=2,
-    )).eval()  # fmt: skip
-    processor = FourMProcessor(FourMImageProcessor(image_size=32, patch_size=8), tokenizer, vq_models={DEPTH: vq_model})
-    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": CAPTION_TOKENS,
-                "max_tokens": CAPTION_TOKENS}  # fmt: skip
-    model = FourMForMaskedModeling(FourMConfig(
-        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
-        encoder_modalities=[PIXELS, DEPTH, "caption"], decoder_modalities=[DEPTH, "caption"],
-        modality_specs={"caption": sequence},
-    )).eval()  # fmt: skip
-    yield model, processor
-    MODALITIES.clear(), MODALITIES.update(modalities)
-    FAMILIES.clear(), FAMILIES.update(families)
+    with restored_registry():
+        yield tiny_any_to_any(sequences=("caption",))
 
 
 def images(count: int = 1) -> list[Image.Image]:

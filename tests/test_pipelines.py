@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import imported_script
+from conftest import imported_script, restored_registry, tiny_any_to_any
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 from PIL import Image
@@ -16,7 +16,6 @@ from transformers import pipeline
 from transformers.image_utils import PILImageResampling
 
 from fourm_hf import (
-    FAMILIES,
     MODALITIES,
     FourMAnyToAnyPipeline,
     FourMConfig,
@@ -27,10 +26,6 @@ from fourm_hf import (
     FourMForSemanticSegmentation,
     FourMGenerationConfig,
     FourMImageProcessor,
-    FourMProcessor,
-    FourMTokenizer,
-    FourMVQVAE,
-    FourMVQVAEConfig,
     register_modality,
 )
 from fourm_hf.pipelines.any_to_any import to_pil
@@ -48,12 +43,10 @@ HEADS = {
 @pytest.fixture(scope="module", autouse=True)
 def tiny_modalities():
     """32-pixel RGB with 8-pixel patches and 4x4 depth tokens; the registry is restored afterwards."""
-    modalities, families = dict(MODALITIES), dict(FAMILIES)
-    register_modality(PIXELS, patch_size=8, overwrite=True)
-    register_modality(DEPTH, vocab_size=32, patch_size=8, overwrite=True)
-    yield
-    MODALITIES.clear(), MODALITIES.update(modalities)
-    FAMILIES.clear(), FAMILIES.update(families)
+    with restored_registry():
+        register_modality(PIXELS, patch_size=8, overwrite=True)
+        register_modality(DEPTH, vocab_size=32, patch_size=8, overwrite=True)
+        yield
 
 
 def tiny_config(**kwargs) -> FourMConfig:
@@ -227,19 +220,7 @@ def test_post_processing_keeps_the_model_resolution_without_target_sizes_and_che
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_modalities):
     """A tiny untrained 4M (RGB pixels, depth tokens, caption and boxes at 32 px) and its processor, saved."""
-    torch.manual_seed(0)
-    tokenizer = FourMTokenizer.train_new(["a red cube on a gray floor", "a blue sphere near a wall"] * 8,
-                                         vocab_size=4 + 200 + 4 * 1000 + 80 + 64)  # fmt: skip
-    vq_model = FourMVQVAE(FourMVQVAEConfig(
-        image_size=32, patch_size=8, num_channels=1, codebook_size=32, latent_dim=8, encoder_hidden_size=16,
-        encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16, decoder_num_layers=1, decoder_num_heads=2,
-    )).eval()  # fmt: skip
-    processor = FourMProcessor(FourMImageProcessor(image_size=32, patch_size=8), tokenizer, vq_models={DEPTH: vq_model})
-    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": 12, "max_tokens": 12}
-    model = FourMForMaskedModeling(tiny_config(
-        num_decoder_layers=1, encoder_modalities=[PIXELS, DEPTH, "caption", "det"],
-        decoder_modalities=[DEPTH, "caption", "det"], modality_specs={"caption": sequence, "det": sequence},
-    )).eval()  # fmt: skip
+    model, processor = tiny_any_to_any()
     root = tmp_path_factory.mktemp("any_to_any")
     model.save_pretrained(root / "fourm")
     processor.save_pretrained(root / "processor")

@@ -1,7 +1,6 @@
 """Pre-training: the official optimiser recipe, the schedule, resuming, and pre-tokenisation of datasets."""
 
 import json
-import math
 import re
 from pathlib import Path
 

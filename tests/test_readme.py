@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import restored_registry, tiny_any_to_any
 from fourm_hf import (
     MODALITIES,
     FourMConfig,
@@ -23,12 +24,10 @@ from fourm_hf import (
     FourMForMaskedModeling,
     FourMForSemanticSegmentation,
     FourMImageProcessor,
-    FourMProcessor,
     FourMTokenizer,
     FourMVQVAE,
     FourMVQVAEConfig,
     load_vq_model,
-    register_modality,
 )
 from fourm_hf.data.synthetic import synthetic_scenes_dataset
 
@@ -205,28 +204,10 @@ def save_demo_stand_in(root: Path, tokenizer: FourMTokenizer) -> dict[str, Path]
     """An untrained 4M and processor with the layout `examples/demo.py` saves: 64-pixel RGB in 8-pixel patches,
     RGB and depth token grids with their VQ-VAEs, captions and boxes. The saved configs carry the 64-pixel specs;
     the registry is left as it was, as a fresh process would find it."""
-    registered = dict(MODALITIES)
-    register_modality("rgb@64", patch_size=8, overwrite=True)
-    vq_models = {}
-    for name, channels in (("tok_rgb@64", 3), ("tok_depth@64", 1)):
-        register_modality(name, vocab_size=64, patch_size=8, overwrite=True)
-        vq_models[name] = FourMVQVAE(FourMVQVAEConfig(
-            image_size=64, patch_size=8, num_channels=channels, codebook_size=64, latent_dim=8,
-            encoder_hidden_size=16, encoder_num_layers=1, encoder_num_heads=2, decoder_hidden_size=16,
-            decoder_num_layers=1, decoder_num_heads=2,
-        ))  # fmt: skip
-    sequence = {"kind": "sequence", "vocab_size": len(tokenizer), "max_length": 12, "max_tokens": 12}
-    tokens = ["tok_rgb@64", "tok_depth@64", "caption", "det"]
-    FourMForMaskedModeling(FourMConfig(
-        hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_attention_heads=2,
-        encoder_modalities=["rgb@64", *tokens], decoder_modalities=tokens,
-        modality_specs={"caption": sequence, "det": sequence},
-    )).save_pretrained(root / "fourm")  # fmt: skip
-    FourMProcessor(FourMImageProcessor(image_size=64, patch_size=8), tokenizer, vq_models=vq_models).save_pretrained(
-        root / "processor"
-    )
-    MODALITIES.clear()
-    MODALITIES.update(registered)
+    with restored_registry():
+        model, processor = tiny_any_to_any(64, ("tok_rgb", "tok_depth"), codebook_size=64, tokenizer=tokenizer)
+        model.save_pretrained(root / "fourm")
+        processor.save_pretrained(root / "processor")
     return {"demo_fourm": root / "fourm", "demo_processor": root / "processor"}
 
 
