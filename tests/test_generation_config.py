@@ -25,18 +25,8 @@ from fourm_hf import (
     register_modality,
 )
 from fourm_hf.generation import recipes
-from fourm_hf.modalities import FAMILIES, MODALITIES
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def registry():
-    """Modalities registered by a test are removed afterwards."""
-    saved_modalities, saved_families = dict(MODALITIES), dict(FAMILIES)
-    yield
-    MODALITIES.clear(), MODALITIES.update(saved_modalities)
-    FAMILIES.clear(), FAMILIES.update(saved_families)
 
 
 def chain(**kwargs) -> FourMGenerationConfig:
@@ -193,7 +183,7 @@ print(json.dumps({
 """
 
 
-def test_saved_config_registers_its_modalities_in_a_fresh_process(tmp_path, registry):
+def test_saved_config_registers_its_modalities_in_a_fresh_process(tmp_path):
     weather = ModalityFamily("tok_weather", "image_tokens")  # a family this package never had
     register_modality("tok_weather@32", family=weather, vocab_size=64, patch_size=8, overwrite=True)
     register_modality("rgb@32", overwrite=True)  # a new resolution of a known family
@@ -220,7 +210,7 @@ SMALL = dict(hidden_size=32, num_encoder_layers=1, num_decoder_layers=1, num_att
 
 
 @pytest.fixture
-def model64(registry) -> FourMConfig:
+def model64() -> FourMConfig:
     for name in ("rgb@64", "tok_rgb@64", "tok_depth@64", "tok_semseg@64"):
         register_modality(name, overwrite=True)  # other tests may have registered them with other patch sizes
     return FourMConfig(
@@ -253,7 +243,7 @@ def test_caption_to_all_caps_steps_at_the_grid(model64):
     assert both.conditions == ["caption", "det"] and "det" not in [t.modality for t in both.targets]
 
 
-def test_recipe_errors(model64, registry):
+def test_recipe_errors(model64):
     no_rgb = FourMConfig(**SMALL, encoder_modalities=["tok_depth@64", "caption"], decoder_modalities=["caption"])
     with pytest.raises(ValueError, match="rgb_to_all: the model has no 'rgb' input to condition on"):
         FourMGenerationConfig.rgb_to_all(no_rgb)
@@ -284,7 +274,7 @@ def test_recipe_errors(model64, registry):
         FourMGenerationConfig.caption_to_all(custom, targets=["tok_glow@64"])
 
 
-def test_super_resolution_pairs_families_by_resolution(registry):
+def test_super_resolution_pairs_families_by_resolution():
     for name in ("rgb@64", "tok_depth@64", "tok_depth@128", "tok_semseg@128", "tok_canny_edge@128"):
         register_modality(name, overwrite=True)
     sr = FourMConfig(
