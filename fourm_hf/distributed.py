@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-from torch.distributed.fsdp import FSDPModule
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -27,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
+from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 from transformers.utils import logging
@@ -56,6 +56,13 @@ def prepare_launch_environment() -> None:
         logger.warning("fsdp_cpu_ram_efficient_loading is turned off: 4M models hold persistent buffers that "
                        "accelerate's rank-0 broadcast does not carry; every rank loads the weights.")
         os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
+
+
+def end_processes() -> None:
+    """Tear the process group down before the interpreter exits: a gloo group left to the interpreter's shutdown can
+    abort a rank after training has finished ("terminate called without an active exception", SIGABRT)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class EpochCallback(TrainerCallback):

@@ -58,7 +58,7 @@ from fourm_hf.checks import (
     close_match,
 )
 from fourm_hf.cli import fill_missing_help
-from fourm_hf.distributed import EpochCallback, ShardingTrainer, prepare_launch_environment
+from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
 from fourm_hf.evaluation.metrics import (
     argmax_logits_for_metrics,
     classification_compute_metrics,
@@ -373,3 +373,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 if __name__ == "__main__":
     main()
+    end_processes()

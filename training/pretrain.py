@@ -43,9 +43,9 @@ from transformers.utils import logging
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
-from fourm_hf.distributed import EpochCallback, ShardingTrainer, prepare_launch_environment
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
+from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
 
 logger = logging.get_logger(__name__)
 
@@ -336,3 +336,4 @@ def main(argv: list[str] | None = None) -> FourMPretrainer:
 
 if __name__ == "__main__":
     main()
+    end_processes()

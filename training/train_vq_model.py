@@ -43,7 +43,7 @@ from fourm_hf.checks import (
     close_match,
 )
 from fourm_hf.cli import fill_missing_help
-from fourm_hf.distributed import ShardingTrainer, prepare_launch_environment
+from fourm_hf.distributed import ShardingTrainer, end_processes, prepare_launch_environment
 
 MODELS = {"vqvae": (FourMVQVAE, FourMVQVAEConfig), "divae": (FourMDiVAE, FourMDiVAEConfig)}
 
@@ -270,3 +270,4 @@ def main(argv: list[str] | None = None):
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_processes()
