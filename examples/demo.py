@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import resource
 import shutil
@@ -74,6 +75,7 @@ from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic
 from fourm_hf.evaluation.metrics import mean_iou
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 from fourm_hf.data.serialization import boxes_to_text
+from fourm_hf.data.streaming import run_parallel
 from fourm_hf.evaluation.rendering import colorize_semseg
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
@@ -394,6 +396,7 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
     """Train one VQ-VAE with `Trainer` and the tokenizer recipe of `training/train_vq_model.py` (AdamW betas
     (0.9, 0.99), weight decay 0.05, cosine schedule, gradient clipping at 1); the RGB one with salient pixels
     emphasised (see `SalientPixelTrainer`)."""
+    set_seed(settings.seed)  # the same model whichever process trains it, and in whatever order
     model = FourMVQVAE(vqvae_config(modality, settings))
     args = TrainingArguments(
         output_dir=str(output_dir / "runs" / f"vqvae_{modality}"),
@@ -412,6 +415,34 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
         trainer = Trainer(**options)
     trainer.train()
     return model.eval().cpu()  # pre-tokenisation and generation run on the CPU
+
+
+def _trained_vqvae_state(modality: str, inputs: torch.Tensor, settings: DemoSettings, output_dir: Path) -> dict:
+    """`train_vqvae` in a worker process: the weights and CPU seconds go back to the parent, not the module."""
+    start = StageTimer.cpu()
+    state = train_vqvae(modality, inputs, settings, output_dir).state_dict()
+    return {"state": state, "cpu_s": StageTimer.cpu() - start}
+
+
+def train_vqvaes(
+    inputs: dict[str, torch.Tensor], settings: DemoSettings, output_dir: Path, num_proc: int
+) -> tuple[dict[str, FourMVQVAE], dict[str, float]]:
+    """The three VQ-VAEs, trained side by side in up to `num_proc` processes of one torch thread each (tiny models
+    use one core far better than they share two), the slowest first. Returns the models by modality and the CPU
+    seconds each took."""
+    order = sorted(IMAGE_MODALITIES, key=lambda m: m != "semseg")  # segmentation's is the slowest to train
+    jobs = [(m, inputs[m], settings, output_dir) for m in order]
+    if num_proc <= 1 or torch.cuda.is_available():
+        results = [_trained_vqvae_state(*job) for job in jobs]
+    else:
+        results = run_parallel(_trained_vqvae_state, jobs, num_proc)
+    models, seconds = {}, {}
+    for modality, result in zip(order, results):
+        models[modality] = FourMVQVAE(vqvae_config(modality, settings))
+        models[modality].load_state_dict(result["state"])
+        models[modality].eval()
+        seconds[modality] = result["cpu_s"]
+    return models, seconds
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -757,26 +788,27 @@ def run_demo(settings: DemoSettings, output_dir: str | Path, keep_cache: bool = 
     image_processor = FourMImageProcessor(
         image_size=size, patch_size=settings.patch_size, do_center_crop=False, num_semseg_classes=NUM_CLASSES + 1
     )
-    vq_models = {}
     with timer("tokenizer inputs and baselines"):
         inputs = tokenizer_inputs(image_processor, train_arrays, size)
         base = baselines(train_arrays, inputs)
-    for modality in IMAGE_MODALITIES:
-        with timer(f"tokenizer: {names[modality]} VQ-VAE"):
-            vq_models[names[modality]] = train_vqvae(modality, inputs[modality], settings, output_dir)
+    with timer("tokenizers: the three VQ-VAEs, side by side"):
+        trained, seconds = train_vqvaes(inputs, settings, output_dir, num_proc=min(3, os.cpu_count() or 1))
+        vq_models = {names[m]: trained[m] for m in IMAGE_MODALITIES}
+        print("   CPU s per VQ-VAE: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
     del inputs
 
     processor = FourMProcessor(image_processor, tokenizer, vq_models=vq_models)
     processor.save_pretrained(output_dir / "processor")
 
     with timer("pre-tokenise the training scenes"):
+        workers = min(2, os.cpu_count() or 1)  # processes, one torch thread each
         image_columns = [ImageColumn("rgb", names["pixels"])] + [
             ImageColumn(m, names[m], tokenizer=vq_models[names[m]]) for m in IMAGE_MODALITIES
         ]
         text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det")]
         pretokenized = pretokenize(
             train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=image_processor,
-            image_size=size, num_crops=1, seed=settings.seed, batch_size=256,
+            image_size=size, num_crops=1, seed=settings.seed, batch_size=256, num_shards=workers, num_proc=workers,
         )  # fmt: skip
         pretokenized = InMemoryRows.from_dataset(pretokenized)
 

@@ -194,3 +194,32 @@ def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
     assert report["known"] is False and report["conditions"] == ["rgb@64"]
     assert report["targets"] == ["tok_depth@64", "tok_semseg@64", "caption", "det"]
     assert report["depth"] == [1, 64, 64] and report["semseg"] == [1, 64, 64]
+
+
+def test_vqvaes_trained_side_by_side_equal_those_trained_one_after_another(demo, tmp_path, monkeypatch):
+    settings, _ = demo.parse_args(SMOKE_ARGS)
+    image_processor = demo.FourMImageProcessor(
+        image_size=64, patch_size=8, do_center_crop=False, num_semseg_classes=demo.NUM_CLASSES + 1
+    )
+    rng = np.random.default_rng(0)
+    arrays = {
+        "rgb": rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8),
+        "depth": rng.uniform(1, 9, (16, 64, 64)).astype(np.float32),
+        "semseg": rng.integers(0, demo.NUM_CLASSES, (16, 64, 64), dtype=np.uint8),
+    }
+    inputs = demo.tokenizer_inputs(image_processor, arrays, 64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the worker processes' thread count, for bit-equal matmuls
+    try:
+        alone, _ = demo.train_vqvaes(inputs, settings, tmp_path / "alone", num_proc=1)
+    finally:
+        torch.set_num_threads(threads)
+    calls, run_parallel = [], demo.run_parallel
+    monkeypatch.setattr(demo, "run_parallel", lambda *args: calls.append(args[2]) or run_parallel(*args))
+    side_by_side, seconds = demo.train_vqvaes(inputs, settings, tmp_path / "parallel", num_proc=3)
+    assert calls == [3] and set(seconds) == set(demo.IMAGE_MODALITIES) and min(seconds.values()) > 0
+    for modality in demo.IMAGE_MODALITIES:
+        expected, got = alone[modality].state_dict(), side_by_side[modality].state_dict()
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=f"{modality}: {key}")
