@@ -223,3 +223,29 @@ def test_vqvaes_trained_side_by_side_equal_those_trained_one_after_another(demo,
         assert expected.keys() == got.keys()
         for key in expected:
             torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=f"{modality}: {key}")
+
+
+def test_thread_chooser_keeps_the_faster_thread_count_and_measures_again(demo, monkeypatch):
+    """A fake clock makes each step cost what `cost[threads]` says; the chooser must follow it."""
+    cost, clock = {1: 0.5, 2: 0.3}, [0.0]
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: clock[0])
+    state = type("State", (), {"global_step": 0})()
+    chooser = demo.ThreadChooser([1, 2], probe_steps=3, every=10)
+    threads = torch.get_num_threads()
+    used = []
+    try:
+        chooser.on_train_begin(None, state, None)
+        for step in range(1, 21):
+            if step == 11:
+                cost[2] = 1.0  # the second core got busy
+            used.append(torch.get_num_threads())
+            clock[0] += cost[torch.get_num_threads()]
+            state.global_step = step
+            chooser.on_step_end(None, state, None)
+    finally:
+        torch.set_num_threads(threads)
+    # steps 1-3 probe one thread, 4-6 two threads, then the faster (2) until step 10; again from step 11
+    assert used == [1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1]
+    assert [c["step"] for c in chooser.choices] == [6, 16] and [c["threads"] for c in chooser.choices] == [2, 1]
+    assert chooser.choices[0]["median_step_s"] == pytest.approx({1: 0.5, 2: 0.3})
+    assert chooser.choices[1]["median_step_s"] == pytest.approx({1: 0.5, 2: 1.0})
