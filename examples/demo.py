@@ -533,6 +533,10 @@ class ThreadChooser(TrainerCallback):
         self._prepare(0)
         self.last_end = time.perf_counter()
 
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.choices:  # not a probe's count: what was measured fastest last
+            torch.set_num_threads(self.choices[-1]["threads"])
+
     def on_step_end(self, args, state, control, **kwargs):
         now, self.last_step = time.perf_counter(), state.global_step
         done = (state.global_step - 1) % self.every  # the phase of the step that just ended

@@ -242,6 +242,16 @@ def test_thread_chooser_keeps_the_faster_thread_count_and_measures_again(demo, m
             clock[0] += cost[torch.get_num_threads()]
             state.global_step = step
             chooser.on_step_end(None, state, None)
+        cost[2] = 0.3
+        again = demo.ThreadChooser([1, 2], probe_steps=3, every=10)
+        again.on_train_begin(None, state, None)
+        for step in range(21, 31):
+            clock[0] += cost[torch.get_num_threads()]
+            state.global_step = step
+            again.on_step_end(None, state, None)
+        assert torch.get_num_threads() == 1  # step 31 would probe one thread again ...
+        again.on_train_end(None, state, None)
+        assert torch.get_num_threads() == 2  # ... but training ended: the last choice is kept
     finally:
         torch.set_num_threads(threads)
     # steps 1-3 probe one thread, 4-6 two threads, then the faster (2) until step 10; again from step 11
