@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -31,15 +29,7 @@ from fourm_hf import FourMForMaskedModeling, FourMProcessor
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location("fourm_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fourm_demo"] = module
-    spec.loader.exec_module(module)
-    return module
+from bench_demo import load_demo  # this folder is on the path of a script run from it
 
 
 def parse_args(demo) -> argparse.Namespace:
