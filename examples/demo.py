@@ -19,7 +19,7 @@ The whole pipeline of the 4M paper, shrunk to run on a laptop CPU:
    accuracy, box recall, the tokenizers' own reconstruction ceiling, timings) and `grid.png` (inputs, predictions,
    ground truth).
 
-    python examples/demo.py                      # --quick (default): 13-30 min on 2 CPU cores
+    python examples/demo.py                      # --quick (default): 8-20 min on 2 CPU cores
     python examples/demo.py --long               # bigger data, tokenizers and model, many more steps
     python examples/demo.py --steps 3000 --hidden_size 192 --output_dir outputs/demo_big   # any setting
 
@@ -108,7 +108,7 @@ class DemoSettings:
     tokenizer_hidden_size: int = setting(64, "width of the VQ-VAEs")
     tokenizer_layers: int = setting(2, "encoder and decoder layers of each VQ-VAE")
     tokenizer_steps: int = setting(500, "training steps of each VQ-VAE")
-    tokenizer_batch_size: int = setting(64, "scenes per VQ-VAE training step")
+    tokenizer_batch_size: int = setting(48, "scenes per VQ-VAE training step")
     tokenizer_learning_rate: float = setting(2e-3, "learning rate of the VQ-VAEs")
     rgb_codebook_size: int = setting(256, "codes of the RGB VQ-VAE")
     depth_codebook_size: int = setting(256, "codes of the depth VQ-VAE")
@@ -117,10 +117,10 @@ class DemoSettings:
         1.5, "extra weight of the RGB VQ-VAE's loss on pixels far from the mean image (0: plain MSE)"
     )
     # the 4M
-    hidden_size: int = setting(128, "width of the 4M")
+    hidden_size: int = setting(64, "width of the 4M")
     encoder_layers: int = setting(3, "encoder layers of the 4M")
     decoder_layers: int = setting(3, "decoder layers of the 4M")
-    steps: int = setting(1800, "pre-training steps of the 4M")
+    steps: int = setting(2700, "pre-training steps of the 4M")
     batch_size: int = setting(32, "scenes per pre-training step")
     learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
     warmup_fraction: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
@@ -161,6 +161,7 @@ PRESETS = {
         num_eval=500,
         tokenizer_hidden_size=128,
         tokenizer_steps=3000,
+        tokenizer_batch_size=64,
         rgb_codebook_size=512,
         hidden_size=256,
         encoder_layers=6,
