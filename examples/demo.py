@@ -182,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Na
     parser.add_argument("--output_dir", default="outputs/demo", help="where the models, metrics and grid go")
     parser.add_argument(
         "--threads", type=int, default=None,
-        help="torch CPU threads (not given: torch's choice, and the 4M trains with 1 or that many, whichever is faster)",
+        help="torch CPU threads (not given: torch's choice, and the 4M trains with 1 or that many, the faster)",
     )  # fmt: skip
     parser.add_argument("--keep_cache", action="store_true", help="keep the rendered and pre-tokenised scenes")
     for field in dataclasses.fields(DemoSettings):
@@ -502,7 +502,7 @@ class ThreadChooser(TrainerCallback):
     """Runs training steps with each candidate number of torch threads in turn, keeps the fastest, and measures again
     every `every` steps.
 
-    Two threads nearly halve a 4M step on an idle 2-core machine (0.28 against 0.51 s here), but when the second core
+    Two threads nearly halve a 4M step on an idle 2-core machine (0.11 against 0.19 s here), but when the second core
     is busy, or is a hyperthread of the first, OpenMP threads wait on each other and one thread can be several times
     faster. The probe steps are ordinary training steps: the first of each candidate's `probe_steps` is not timed
     (the thread pool changes size), the median of the others is compared.
@@ -513,6 +513,7 @@ class ThreadChooser(TrainerCallback):
         self.times: dict[int, list[float]] = {}
         self.choices: list[dict[str, Any]] = []  # one per measurement: step, threads, median seconds per candidate
         self.last_end: float | None = None
+        self.last_step = 0
 
     def _prepare(self, phase: int) -> None:
         """Set the threads of the step about to run, `phase` steps into its measuring period."""
