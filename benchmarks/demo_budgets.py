@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from transformers.utils import logging as hf_logging
 
 from fourm_hf import FourMForMaskedModeling, FourMProcessor
 from fourm_hf.cli import HelpFormatter
-from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 
 from bench_demo import load_demo  # this folder is on the path of a script run from it
 
@@ -66,30 +64,19 @@ def main() -> None:
     eval_rows = held_out.select_columns(["caption", "det"]).to_list()
     processor_dir = Path(args.demo_dir) / "processor"
     processor = FourMProcessor.from_pretrained(processor_dir)
-    tokenizer = processor.tokenizer
     text = train.select_columns(["caption", "det"])[:]
-    lengths = [len(tokenizer(t).input_ids) for t in text["caption"]]
-    lengths += [len(tokenizer(demo.det_text(d, tokenizer.num_value_bins)).input_ids) for d in text["det"]]
-    max_length = 8 * math.ceil((max(lengths) + 2) / 8)  # as the demo
+    _, max_length = demo.text_lengths(processor.tokenizer, text["caption"], text["det"])
     base = demo.baselines(train_arrays, demo.tokenizer_inputs(processor.image_processor, train_arrays, size))
 
     if not Path(args.pretokenized).exists():
-        vq = processor.vq_models
-        image_columns = [ImageColumn("rgb", names["pixels"])] + [
-            ImageColumn(m, names[m], tokenizer=vq[names[m]]) for m in demo.IMAGE_MODALITIES
-        ]
-        text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det")]
-        pretokenize(
-            train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=processor.image_processor,
-            image_size=size, num_crops=1, seed=settings.seed, batch_size=256,
-        ).save_to_disk(args.pretokenized)  # fmt: skip
+        demo.pretokenize_scenes(train, processor, names, settings).save_to_disk(args.pretokenized)
     rows = demo.InMemoryRows.from_dataset(datasets.load_from_disk(args.pretokenized))
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     mixture_path = output_dir / "mixture.json"
     mixture_path.write_text(json.dumps(demo.demo_mixture(settings, names)))
-    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length))
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(processor.tokenizer), max_length))
     start = demo.StageTimer.cpu()
     wall = time.perf_counter()
     demo.train_fourm(model, rows, settings, mixture_path, processor_dir, output_dir)

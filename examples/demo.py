@@ -313,6 +313,14 @@ def train_text_tokenizer(captions: list[str], dets: list[dict]) -> FourMTokenize
     return FourMTokenizer.train_new(captions + labels, vocab_size=reserved + 128)
 
 
+def text_lengths(tokenizer: FourMTokenizer, captions: list[str], dets: list[dict]) -> tuple[int, int]:
+    """The longest caption or box sequence in tokens, and the 4M's `max_length` for them (a multiple of 8 with room
+    for [EOS] and the closing sentinel)."""
+    lengths = [len(tokenizer(t).input_ids) for t in captions]
+    lengths += [len(tokenizer(det_text(d, tokenizer.num_value_bins)).input_ids) for d in dets]
+    return max(lengths), 8 * math.ceil((max(lengths) + 2) / 8)
+
+
 def scene_arrays(dataset) -> dict[str, np.ndarray]:
     """RGB (N, H, W, 3) uint8, depth (N, H, W) float32 and segmentation (N, H, W) uint8 of a scenes dataset."""
     columns = dataset.with_format("numpy", columns=["rgb", "depth", "semseg"])[:]
@@ -451,6 +459,23 @@ def train_vqvaes(
     return models, seconds
 
 
+def pretokenize_scenes(
+    scenes: datasets.Dataset, processor: FourMProcessor, names: dict[str, str], settings: DemoSettings
+) -> datasets.Dataset:
+    """RGB pixels, the three token grids (through the processor's VQ-VAEs), captions and boxes of the scenes, in two
+    processes of one torch thread each where there are two cores."""
+    workers = min(2, os.cpu_count() or 1)
+    image_columns = [ImageColumn("rgb", names["pixels"])] + [
+        ImageColumn(m, names[m], tokenizer=processor.vq_models[names[m]]) for m in IMAGE_MODALITIES
+    ]
+    text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det")]
+    return pretokenize(
+        scenes, image_columns, text_columns, text_tokenizer=processor.tokenizer,
+        image_processor=processor.image_processor, image_size=settings.image_size, num_crops=1, seed=settings.seed,
+        batch_size=256, num_shards=workers, num_proc=workers,
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The 4M
 
@@ -512,12 +537,12 @@ class ThreadChooser(TrainerCallback):
         self.candidates, self.probe_steps, self.every = candidates, probe_steps, every
         self.times: dict[int, list[float]] = {}
         self.choices: list[dict[str, Any]] = []  # one per measurement: step, threads, median seconds per candidate
-        self.last_end: float | None = None
-        self.last_step = 0
+        self.start = 0  # the step training started (or resumed) at: measuring periods count from there
+        self.last_end = 0.0
 
-    def _prepare(self, phase: int) -> None:
-        """Set the threads of the step about to run, `phase` steps into its measuring period."""
-        probing = self.probe_steps * len(self.candidates)
+    def _prepare(self, step: int) -> None:
+        """Set the threads of the step after `step`."""
+        phase, probing = (step - self.start) % self.every, self.probe_steps * len(self.candidates)
         if phase == 0:
             self.times = {c: [] for c in self.candidates}
         if phase < probing:
@@ -526,13 +551,13 @@ class ThreadChooser(TrainerCallback):
             medians = {c: statistics.median(t) for c, t in self.times.items()}
             best = min(medians, key=medians.get)
             torch.set_num_threads(best)
-            self.choices.append({"step": self.last_step, "threads": best, "median_step_s": medians})
-            print(f"   step {self.last_step}: {best} torch threads (" + ", ".join(
+            self.choices.append({"step": step, "threads": best, "median_step_s": medians})
+            print(f"   step {step}: {best} torch threads (" + ", ".join(
                 f"{c}: {m:.2f} s per step" for c, m in medians.items()) + ")", flush=True)  # fmt: skip
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.last_step = state.global_step
-        self._prepare(0)
+        self.start = state.global_step
+        self._prepare(state.global_step)
         self.last_end = time.perf_counter()
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -540,11 +565,11 @@ class ThreadChooser(TrainerCallback):
             torch.set_num_threads(self.choices[-1]["threads"])
 
     def on_step_end(self, args, state, control, **kwargs):
-        now, self.last_step = time.perf_counter(), state.global_step
-        done = (state.global_step - 1) % self.every  # the phase of the step that just ended
+        now = time.perf_counter()
+        done = (state.global_step - 1 - self.start) % self.every  # the phase of the step that just ended
         if done < self.probe_steps * len(self.candidates) and done % self.probe_steps:
             self.times[self.candidates[done // self.probe_steps]].append(now - self.last_end)
-        self._prepare(state.global_step % self.every)
+        self._prepare(state.global_step)
         self.last_end = time.perf_counter()
 
 
@@ -841,11 +866,8 @@ def run_demo(
     with timer("text tokenizer"):
         text_columns = train.select_columns(["caption", "det"])[:]
         tokenizer = train_text_tokenizer(text_columns["caption"], text_columns["det"])
-        bins = tokenizer.num_value_bins
-        lengths = [len(tokenizer(t).input_ids) for t in text_columns["caption"]]
-        lengths += [len(tokenizer(det_text(d, bins)).input_ids) for d in text_columns["det"]]
-        max_length = 8 * math.ceil((max(lengths) + 2) / 8)  # room for [EOS] and the closing sentinel
-        print(f"   vocabulary {len(tokenizer)}, longest caption / box sequence {max(lengths)} tokens")
+        longest, max_length = text_lengths(tokenizer, text_columns["caption"], text_columns["det"])
+        print(f"   vocabulary {len(tokenizer)}, longest caption / box sequence {longest} tokens")
 
     image_processor = FourMImageProcessor(
         image_size=size, patch_size=settings.patch_size, do_center_crop=False, num_semseg_classes=NUM_CLASSES + 1
@@ -863,16 +885,7 @@ def run_demo(
     processor.save_pretrained(output_dir / "processor")
 
     with timer("pre-tokenise the training scenes"):
-        workers = min(2, os.cpu_count() or 1)  # processes, one torch thread each
-        image_columns = [ImageColumn("rgb", names["pixels"])] + [
-            ImageColumn(m, names[m], tokenizer=vq_models[names[m]]) for m in IMAGE_MODALITIES
-        ]
-        text_columns = [TextColumn("caption", "caption"), TextColumn("det", "det")]
-        pretokenized = pretokenize(
-            train, image_columns, text_columns, text_tokenizer=tokenizer, image_processor=image_processor,
-            image_size=size, num_crops=1, seed=settings.seed, batch_size=256, num_shards=workers, num_proc=workers,
-        )  # fmt: skip
-        pretokenized = InMemoryRows.from_dataset(pretokenized)
+        pretokenized = InMemoryRows.from_dataset(pretokenize_scenes(train, processor, names, settings))
 
     with timer("4M pre-training"):
         mixture_path = output_dir / "mixture.json"
