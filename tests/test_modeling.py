@@ -10,7 +10,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 import fourm_hf
 from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get_modality, register_modality
-from fourm_hf.models.fourm.modeling_fourm import default_decoder_attention_mask
+from fourm_hf.models.fourm import modeling_fourm
+from fourm_hf.models.fourm.modeling_fourm import FourMDropPath, TokenPacking, default_decoder_attention_mask
 
 
 def make_batch(config: FourMConfig, batch: int = 2, seed: int = 0) -> dict:
@@ -130,6 +131,56 @@ def test_truncation_to_num_tokens(model, tiny_config):
     out = model(batch, num_encoder_tokens=10, num_decoder_tokens=7, return_logits=True)
     assert out.encoder_last_hidden_state.shape[1] == 10
     assert sum(v.shape[0] for v in out.logits.values()) == 2 * 7
+
+
+def test_padded_decoder_slots_are_skipped_without_changing_results(tiny_config, monkeypatch):
+    """Samples with fewer targets leave padding slots, whose token-wise work the decoder skips: each sample's logits
+    and gradients match running it alone (no padding), and no valid slot attends to a padding slot."""
+    torch.manual_seed(0)
+    model = FourMForMaskedModeling(tiny_config).eval()
+    batch = make_batch(tiny_config, batch=3)
+    name = tiny_config.decoder_modalities[0]
+    batch[name]["target_mask"][0] = True  # sample 0: no targets of this modality, so padding in its decoder slots
+    batch[name]["target_mask"][1, (~batch[name]["target_mask"][1]).nonzero()[0]] = True  # sample 1: one fewer
+    targets = sum((~batch[n]["target_mask"]).sum(1) for n in tiny_config.decoder_modalities)
+    assert len(set(targets.tolist())) == 3
+    packings = []
+    monkeypatch.setattr(modeling_fourm, "TokenPacking", lambda valid: packings.append(valid) or TokenPacking(valid))
+    out = model(batch, loss_type="token", return_logits=True)
+    out.loss.backward()
+    packed = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    total = sum(ids.numel() for ids in out.target_ids.values())
+    assert len(packings) == 1 and packings[0].sum() == total  # the padded forward packed its targets' slots
+
+    alone_grads, alone_logits = {}, {n: [] for n in out.logits}
+    for i in range(3):
+        model.zero_grad()
+        sample = {n: {k: v[i : i + 1] for k, v in entry.items()} for n, entry in batch.items()}
+        single = model(sample, loss_type="token", return_logits=True)
+        count = sum(ids.numel() for ids in single.target_ids.values())
+        (single.loss * count / total).backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                alone_grads[n] = alone_grads.get(n, 0) + p.grad
+        for n, logits in single.logits.items():
+            alone_logits[n].append(logits)
+    assert len(packings) == 1  # samples alone have no padding
+    for n, logits in out.logits.items():
+        torch.testing.assert_close(logits, torch.cat(alone_logits[n]), atol=1e-5, rtol=1e-5)
+    for n, grad in packed.items():
+        torch.testing.assert_close(grad, alone_grads[n], atol=1e-6, rtol=1e-4)
+
+
+def test_drop_path_draws_per_sample_packed_or_not():
+    drop = FourMDropPath(0.5).train()
+    x = torch.randn(4, 5, 3)
+    valid = torch.rand(4, 5) > 0.3
+    packing = TokenPacking(valid)
+    torch.manual_seed(1)
+    padded = drop(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(drop(packing.pack(x), packing), packing.pack(padded), rtol=0, atol=0)
+    torch.testing.assert_close(packing.unpack(packing.pack(x)), x * valid[..., None], rtol=0, atol=0)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):

@@ -197,6 +197,29 @@ class FourMDecoderEmbedding(FourMModalityEmbedding):
 # Transformer layers
 
 
+class TokenPacking:
+    """The valid slots of a padded (B, L) layout, for layers that skip padding.
+
+    Token-wise work (norms, projections, MLPs) then runs on the (K, D) valid rows only, and attention unpacks its
+    projections into the padded layout (zeros at padding, which no valid query may see). Pre-training batches pad
+    a third of the decoder slots when the Dirichlet budgets overflow short modalities.
+    """
+
+    def __init__(self, valid: torch.Tensor):
+        self.batch, self.length = valid.shape
+        self.rows = valid.reshape(-1).nonzero().squeeze(1)  # ascending: sample by sample, in slot order
+        self.samples = torch.div(self.rows, self.length, rounding_mode="floor")
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, ...) -> (K, ...)."""
+        return x.reshape(self.batch * self.length, *x.shape[2:]).index_select(0, self.rows)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, ...) -> (B, L, ...), zeros at padding."""
+        out = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.rows, x)
+        return out.view(self.batch, self.length, *x.shape[1:])
+
+
 class FourMAttention(nn.Module):
     """Multi-head attention; self-attention with a fused `qkv` projection, cross-attention with `q` and `kv`.
     (Cached decoding at generation time reads these weights in `generation/decoding.py`.)"""
@@ -235,19 +258,26 @@ class FourMAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
         context: torch.Tensor | None = None,
+        packing: TokenPacking | None = None,
     ) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), or with `packing` the valid rows (K, D) -> (K, D)."""
+
+        def padded(x: torch.Tensor) -> torch.Tensor:
+            return x if packing is None else packing.unpack(x)
+
         if self.cross:
-            query = self._heads(self.q(hidden_states), 1)[0]
+            query = self._heads(padded(self.q(hidden_states)), 1)[0]
             key, value = self.context_key_value(context)
         else:
-            query, key, value = self._heads(self.qkv(hidden_states), 3)
+            query, key, value = self._heads(padded(self.qkv(hidden_states)), 3)
             if self.config.qk_norm:
                 key = self.k_norm(key)
         if self.config.qk_norm:
             query = self.q_norm(query)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         out, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling, is_causal=False)
-        return self.proj(out.reshape(*hidden_states.shape[:-1], -1))
+        out = out.reshape(query.shape[0], query.shape[2], -1)  # (B, L, D)
+        return self.proj(out if packing is None else packing.pack(out))
 
 
 def fourm_mlp(config: FourMConfig) -> FourMMLP:
@@ -265,10 +295,13 @@ class FourMDropPath(nn.Module):
         super().__init__()
         self.rate = rate
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, packing: TokenPacking | None = None) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.rate)
+        if packing is None:
+            keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.rate)
+        else:  # one draw per sample, as unpacked, then one per row
+            keep = x.new_empty(packing.batch, 1).bernoulli_(1.0 - self.rate)[packing.samples]
         return x * keep / (1.0 - self.rate)
 
 
@@ -308,12 +341,15 @@ class FourMDecoderLayer(GradientCheckpointingLayer):
         context: torch.Tensor,
         self_attention_mask: torch.Tensor | None,
         cross_attention_mask: torch.Tensor,
+        packing: TokenPacking | None = None,
     ) -> torch.Tensor:
-        attended = self.self_attn(self.norm1(hidden_states), self_attention_mask)
-        hidden_states = hidden_states + self.drop_path(attended)
-        cross = self.cross_attn(self.query_norm(hidden_states), cross_attention_mask, self.context_norm(context))
-        hidden_states = hidden_states + self.drop_path(cross)
-        return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        """(B, M, D) queries, or with `packing` their valid rows (K, D), attending to a (B, N, D) context."""
+        attended = self.self_attn(self.norm1(hidden_states), self_attention_mask, packing=packing)
+        hidden_states = hidden_states + self.drop_path(attended, packing)
+        context = self.context_norm(context)
+        cross = self.cross_attn(self.query_norm(hidden_states), cross_attention_mask, context, packing=packing)
+        hidden_states = hidden_states + self.drop_path(cross, packing)
+        return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)), packing)
 
 
 def additive_mask(blocked: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -511,10 +547,12 @@ class FourMDecoder(nn.Module):
         context: torch.Tensor,
         self_attention_mask: torch.Tensor | None,
         cross_attention_mask: torch.Tensor,
+        packing: TokenPacking | None = None,
     ) -> torch.Tensor:
-        """Decoder stack. Masks are additive; a None self-attention mask is full attention among the queries."""
+        """Decoder stack. Masks are additive; a None self-attention mask is full attention among the queries.
+        With `packing`, `hidden_states` and the result are the valid rows (K, D) of the (B, M) slots."""
         for layer in self.layers:
-            hidden_states = layer(hidden_states, context, self_attention_mask, cross_attention_mask)
+            hidden_states = layer(hidden_states, context, self_attention_mask, cross_attention_mask, packing=packing)
         return self.norm(hidden_states)
 
 
@@ -712,11 +750,18 @@ class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
             modalities, targets, mod_embs, num_decoder_tokens
         )
         context, cross_mask = self.decoder.context(encoded)
-        hidden = self.decoder(tokens + emb, context, additive_mask(blocked, context.dtype), cross_mask)
+        queries, self_mask = tokens + emb, additive_mask(blocked, context.dtype)
+        valid = modality_index >= 0
+        if not bool(valid.all()):  # skip the padding slots' token-wise work (their outputs are never read)
+            packing = TokenPacking(valid)
+            queries, target_ids, modality_index = (packing.pack(t) for t in (queries, target_ids, modality_index))
+            hidden = self.decoder(queries, context, self_mask, cross_mask, packing=packing)
+        else:
+            hidden = self.decoder(queries, context, self_mask, cross_mask)
 
         losses, counts, logits, ids = {}, {}, {}, {}
         for index, name in enumerate(targets):
-            selected = modality_index == index
+            selected = modality_index == index  # rows sample by sample, in slot order, packed or not
             logits[name] = self.decoder.embeddings[name].to_logits(hidden[selected])  # (K, V), row-major over (B, M)
             ids[name] = target_ids[selected]
             counts[name] = ids[name].numel()
