@@ -1,21 +1,24 @@
-"""Where the end-to-end demo (`examples/demo.py`) spends its training time, and two per-step costs it cut.
+"""Where the end-to-end demo (`examples/demo.py`) spends its training time, and three per-step costs it cut.
 
     PYTHONPATH=. python benchmarks/bench_demo.py [--rows 2000] [--steps 50] [--train_steps 10] [--threads 2]
 
 (a) Reading a batch of 32 pre-tokenised demo rows (64x64 RGB pixels, three 8x8 token grids, a caption and boxes)
     from an Arrow-backed `datasets.Dataset` in numpy format, against the demo's `InMemoryRows`.
-(b) One AdamW step over the parameters of the demo's 4M (5.0M), foreach against fused.
+(b) One AdamW step over the parameters of the demo's 4M, foreach against fused.
 (c) One training step of the demo's 4M (collator, forward, backward, fused AdamW) and of each VQ-VAE, at the quick
     run's shapes: CPU time (all threads; unlike wall time it barely moves when other jobs share the machine), FLOPs
     (`torch.utils.flop_counter`) and FLOPs per CPU second, next to `torch.mm`'s at the 4M's most common matmul
     shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less overhead, make it
     faster); a much lower one says it is bound by per-op overhead.
+(d) The 4M decoder's forward + backward on collated demo batches, with every decoder slot computed against the
+    padding slots' token-wise work skipped (`TokenPacking`, what the model does), outputs checked equal.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fourm_hf import FourMForMaskedModeling, FourMVQVAE
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
+from fourm_hf.models.fourm.modeling_fourm import TokenPacking, additive_mask
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -151,9 +155,45 @@ def training_steps_table(demo, args) -> None:
         step = training_step(vq, vq_optimizer, lambda index: pixels, vq_loss)
         row = step_report(f"{modality} VQ-VAE, batch {batch}", step, lambda index: pixels, vq, vq_loss, args.train_steps)
         print(row)
+    decoder_padding_table(model, collator, dataset, settings, args.train_steps)
     tokens = settings.batch_size * settings.target_tokens
     print(f"\n`torch.mm` ({tokens} x {settings.hidden_size}) @ ({settings.hidden_size} x {3 * settings.hidden_size}): "
           f"{matmul_rate(tokens, settings.hidden_size, 3 * settings.hidden_size):.0f} GFLOP per CPU s")  # fmt: skip
+
+
+def decoder_padding_table(model, collator, dataset, settings, steps: int) -> None:
+    """(d) The 4M decoder's forward + backward on collated demo batches, every slot computed against padding slots
+    skipped (`TokenPacking`), with the valid rows' outputs checked equal."""
+    decoder, rng, seconds = model.decoder, np.random.default_rng(0), {"padded": [], "packed": []}
+    valid_share = []
+    for _ in range(steps + 1):
+        batch = collator([dataset[int(i)] for i in rng.integers(0, len(dataset), settings.batch_size)])
+        modalities = batch["modalities"]
+        targets = [n for n in modalities if n in decoder.embeddings and "target_mask" in modalities[n]]
+        embs = {n: model.modality_embedding(n) for n in targets}
+        with torch.no_grad():
+            tokens, emb, blocked, _, index = decoder.select_targets(modalities, targets, embs, batch["num_decoder_tokens"])
+            context, cross = decoder.context(model.encoder(modalities, batch["num_encoder_tokens"]))
+        self_mask, valid = additive_mask(blocked, context.dtype), index >= 0
+        valid_share.append(float(valid.float().mean()))
+        packing = TokenPacking(valid)
+        outputs = {}
+        for mode in ("padded", "packed"):
+            queries = (tokens + emb).requires_grad_()
+            start = time.process_time()
+            if mode == "padded":
+                hidden = decoder(queries, context, self_mask, cross)[valid]
+            else:
+                hidden = decoder(packing.pack(queries), context, self_mask, cross, packing=packing)
+            hidden.square().mean().backward()
+            seconds[mode].append(time.process_time() - start)
+            outputs[mode] = hidden.detach()
+        torch.testing.assert_close(outputs["packed"], outputs["padded"], atol=1e-5, rtol=1e-5)
+    padded, packed = (statistics.mean(seconds[m][1:]) * 1e3 for m in ("padded", "packed"))
+    print(f"\n| (d) 4M decoder forward + backward, batch {settings.batch_size} (CPU ms, mean of {steps}) | valid slots "
+          "| every slot computed | padding skipped | ratio |\n|---|---|---|---|---|")  # fmt: skip
+    print(f"| {settings.target_tokens} decoder slots | {statistics.mean(valid_share):.0%} | {padded:.0f} | "
+          f"{packed:.0f} | **{padded / packed:.2f}x** |")
 
 
 def seconds_per_call(function, repeats: int, clock=time.perf_counter) -> float:
