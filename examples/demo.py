@@ -101,7 +101,7 @@ class DemoSettings:
     image_size: int = setting(64, "scene side in pixels")
     patch_size: int = setting(8, "pixels per token side (tokens per side = image_size / patch_size)")
     num_train: int = setting(10000, "training scenes")
-    num_eval: int = setting(200, "held-out scenes the metrics are computed on")
+    num_eval: int = setting(500, "held-out scenes the metrics are computed on")
     num_grid: int = setting(6, "held-out scenes shown in grid.png")
     seed: int = setting(0, "seed of the scenes, the training runs and the generation")
     # modality tokenizers (VQ-VAEs)
@@ -120,7 +120,7 @@ class DemoSettings:
     hidden_size: int = setting(64, "width of the 4M")
     encoder_layers: int = setting(3, "encoder layers of the 4M")
     decoder_layers: int = setting(3, "decoder layers of the 4M")
-    steps: int = setting(2700, "pre-training steps of the 4M")
+    steps: int = setting(3000, "pre-training steps of the 4M")
     batch_size: int = setting(32, "scenes per pre-training step")
     learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
     warmup_fraction: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
@@ -158,7 +158,6 @@ PRESETS = {
     "quick": DemoSettings(),
     "long": DemoSettings(
         num_train=40000,
-        num_eval=500,
         tokenizer_hidden_size=128,
         tokenizer_steps=3000,
         tokenizer_batch_size=64,
@@ -890,6 +889,7 @@ def run_demo(
     with timer("4M pre-training"):
         mixture_path = output_dir / "mixture.json"
         mixture_path.write_text(json.dumps(demo_mixture(settings, names), indent=2))
+        set_seed(settings.seed)  # the same initial 4M whatever the stages before drew
         model = FourMForMaskedModeling(fourm_config(settings, names, len(tokenizer), max_length))
         print(
             f"   4M with {model.num_parameters() / 1e6:.2f}M parameters "
