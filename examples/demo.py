@@ -492,6 +492,7 @@ def fourm_config(settings: DemoSettings, names: dict[str, str], vocab_size: int,
         encoder_modalities=inputs,
         decoder_modalities=inputs[1:],
         modality_specs={"caption": sequence, "det": sequence},
+        skip_padding_slots=True,  # a third of the decoder slots hold no target: ~10% faster steps
     )
 
 

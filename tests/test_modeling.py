@@ -134,11 +134,13 @@ def test_truncation_to_num_tokens(model, tiny_config):
 
 
 def test_padded_decoder_slots_are_skipped_without_changing_results(tiny_config, monkeypatch):
-    """Samples with fewer targets leave padding slots, whose token-wise work the decoder skips: each sample's logits
-    and gradients match running it alone (no padding), and no valid slot attends to a padding slot."""
+    """Samples with fewer targets leave padding slots, whose token-wise work the decoder skips with
+    `skip_padding_slots`: each sample's logits and gradients match running it alone (no padding), and no valid slot
+    attends to a padding slot."""
     torch.manual_seed(0)
     model = FourMForMaskedModeling(tiny_config).eval()
     batch = make_batch(tiny_config, batch=3)
+    model.config.skip_padding_slots = True
     name = tiny_config.decoder_modalities[0]
     batch[name]["target_mask"][0] = True  # sample 0: no targets of this modality, so padding in its decoder slots
     batch[name]["target_mask"][1, (~batch[name]["target_mask"][1]).nonzero()[0]] = True  # sample 1: one fewer
@@ -165,6 +167,9 @@ def test_padded_decoder_slots_are_skipped_without_changing_results(tiny_config, 
         for n, logits in single.logits.items():
             alone_logits[n].append(logits)
     assert len(packings) == 1  # samples alone have no padding
+    model.config.skip_padding_slots = False  # the default: every slot computed
+    torch.testing.assert_close(model(batch, loss_type="token").loss, out.loss, atol=1e-6, rtol=1e-6)
+    assert len(packings) == 1
     for n, logits in out.logits.items():
         torch.testing.assert_close(logits, torch.cat(alone_logits[n]), atol=1e-5, rtol=1e-5)
     for n, grad in packed.items():
@@ -187,6 +192,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
     """Also with stochastic depth and decoder padding slots (sample 0 has fewer targets), whose forward is re-run."""
     config = copy.deepcopy(tiny_config)
     config.encoder_drop_path_rate = config.decoder_drop_path_rate = 0.2
+    config.skip_padding_slots = True
     torch.manual_seed(0)
     model = FourMForMaskedModeling(config).train()
     batch = make_batch(config)

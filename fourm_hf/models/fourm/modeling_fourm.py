@@ -198,7 +198,7 @@ class FourMDecoderEmbedding(FourMModalityEmbedding):
 
 
 class TokenPacking:
-    """The valid slots of a padded (B, L) layout, for layers that skip padding.
+    """The valid slots of a padded (B, L) layout, for layers that skip padding (`config.skip_padding_slots`).
 
     Token-wise work (norms, projections, MLPs) then runs on the (K, D) valid rows only, and attention unpacks its
     projections into the padded layout (zeros at padding, which no valid query may see). Pre-training batches pad
@@ -752,7 +752,7 @@ class FourMForMaskedModeling(FourMPreTrainedModel, FourMGenerationMixin):
         context, cross_mask = self.decoder.context(encoded)
         queries, self_mask = tokens + emb, additive_mask(blocked, context.dtype)
         valid = modality_index >= 0
-        if not bool(valid.all()):  # skip the padding slots' token-wise work (their outputs are never read)
+        if self.config.skip_padding_slots and not bool(valid.all()):  # their outputs are never read
             packing = TokenPacking(valid)
             queries, target_ids, modality_index = (packing.pack(t) for t in (queries, target_ids, modality_index))
             hidden = self.decoder(queries, context, self_mask, cross_mask, packing=packing)
