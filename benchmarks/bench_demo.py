@@ -11,7 +11,8 @@
     shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less overhead, make it
     faster); a much lower one says it is bound by per-op overhead.
 (d) The 4M decoder's forward + backward on collated demo batches, with every decoder slot computed against the
-    padding slots' token-wise work skipped (`TokenPacking`, what the model does), outputs checked equal.
+    padding slots' token-wise work skipped (`TokenPacking`, what `skip_padding_slots=True` does), outputs checked
+    equal.
 """
 
 from __future__ import annotations
