@@ -10,9 +10,8 @@
     (`torch.utils.flop_counter`) and FLOPs per CPU second, next to `torch.mm`'s at the 4M's most common matmul
     shape. A rate close to the matmul's says the step is FLOP-bound (fewer FLOPs, not less overhead, make it
     faster); a much lower one says it is bound by per-op overhead.
-(d) The 4M decoder's forward + backward on collated demo batches, with every decoder slot computed against the
-    padding slots' token-wise work skipped (`TokenPacking`, what `skip_padding_slots=True` does), outputs checked
-    equal.
+(d) The 4M's forward + backward on collated demo batches with `skip_padding_slots` off (every decoder slot
+    computed) and on (the padding slots' token-wise work skipped), losses checked equal.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from fourm_hf import FourMForMaskedModeling, FourMVQVAE
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
-from fourm_hf.models.fourm.modeling_fourm import TokenPacking, additive_mask
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -163,35 +161,27 @@ def training_steps_table(demo, args) -> None:
 
 
 def decoder_padding_table(model, collator, dataset, settings, steps: int) -> None:
-    """(d) The 4M decoder's forward + backward on collated demo batches, every slot computed against padding slots
-    skipped (`TokenPacking`), with the valid rows' outputs checked equal."""
-    decoder, rng, seconds = model.decoder, np.random.default_rng(0), {"padded": [], "packed": []}
-    valid_share = []
+    """(d) The 4M's forward + backward on collated demo batches with `skip_padding_slots` off (every decoder slot
+    computed) and on (padding slots' token-wise work skipped), losses checked equal."""
+    rng, seconds, valid_share = np.random.default_rng(0), {False: [], True: []}, []
+    setting = model.config.skip_padding_slots
     for _ in range(steps + 1):
         batch = collator([dataset[int(i)] for i in rng.integers(0, len(dataset), settings.batch_size)])
-        modalities = batch["modalities"]
-        targets = [n for n in modalities if n in decoder.embeddings and "target_mask" in modalities[n]]
-        embs = {n: model.modality_embedding(n) for n in targets}
-        with torch.no_grad():
-            tokens, emb, blocked, _, index = decoder.select_targets(modalities, targets, embs, batch["num_decoder_tokens"])
-            context, cross = decoder.context(model.encoder(modalities, batch["num_encoder_tokens"]))
-        self_mask, valid = additive_mask(blocked, context.dtype), index >= 0
-        valid_share.append(float(valid.float().mean()))
-        packing = TokenPacking(valid)
-        outputs = {}
-        for mode in ("padded", "packed"):
-            queries = (tokens + emb).requires_grad_()
+        losses = {}
+        for skip in (False, True):
+            model.config.skip_padding_slots = skip
             start = time.process_time()
-            if mode == "padded":
-                hidden = decoder(queries, context, self_mask, cross)[valid]
-            else:
-                hidden = decoder(packing.pack(queries), context, self_mask, cross, packing=packing)
-            hidden.square().mean().backward()
-            seconds[mode].append(time.process_time() - start)
-            outputs[mode] = hidden.detach()
-        torch.testing.assert_close(outputs["packed"], outputs["padded"], atol=1e-5, rtol=1e-5)
-    padded, packed = (statistics.mean(seconds[m][1:]) * 1e3 for m in ("padded", "packed"))
-    print(f"\n| (d) 4M decoder forward + backward, batch {settings.batch_size} (CPU ms, mean of {steps}) | valid slots "
+            out = model(**batch, return_logits=True)
+            out.loss.backward()
+            seconds[skip].append(time.process_time() - start)
+            losses[skip] = out.loss.detach()
+            model.zero_grad()
+        torch.testing.assert_close(losses[True], losses[False], atol=1e-5, rtol=1e-5)
+        targets = sum(ids.numel() for ids in out.target_ids.values())
+        valid_share.append(targets / (settings.batch_size * batch["num_decoder_tokens"]))
+    model.config.skip_padding_slots = setting
+    padded, packed = (statistics.mean(seconds[skip][1:]) * 1e3 for skip in (False, True))
+    print(f"\n| (d) 4M forward + backward, batch {settings.batch_size} (CPU ms, mean of {steps}) | valid decoder slots "
           "| every slot computed | padding skipped | ratio |\n|---|---|---|---|---|")  # fmt: skip
     print(f"| {settings.target_tokens} decoder slots | {statistics.mean(valid_share):.0%} | {padded:.0f} | "
           f"{packed:.0f} | **{padded / packed:.2f}x** |")
