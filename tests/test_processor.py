@@ -174,6 +174,19 @@ def test_sequence_round_trips(tokenizer, image_processor):
     assert decoded["color_palette"] == inputs["color_palette"]
 
 
+def test_boxes_use_the_tokenizers_value_bins(image_processor):
+    """A tokenizer trained with 64 coordinate bins (not the released 1,000): boxes are written and read in its bins."""
+    tokenizer = FourMTokenizer.train_new(CORPUS, vocab_size=300, num_sentinels=8, num_value_bins=64, object_classes=())
+    processor = FourMProcessor(image_processor, tokenizer)
+    det = {"boxes": [(0.1, 0.2, 0.5, 1.0)], "labels": ["car"]}
+    batch = processor(inputs={"det": [det]})
+    ids = batch["det"]["tensor"][0, :4].tolist()
+    assert tokenizer.convert_ids_to_tokens(ids) == ["v0=6", "v1=13", "v2=32", "v3=63"]  # round(c * 63)
+    decoded = processor.postprocess(batch)["det"][0]
+    assert decoded["labels"] == ["car"]
+    np.testing.assert_allclose(decoded["boxes"][0], (6 / 63, 13 / 63, 32 / 63, 1.0))
+
+
 def test_span_masked_sequences_are_merged(tokenizer, image_processor):
     processor = FourMProcessor(image_processor, tokenizer)
     ids = tokenizer("a dog on grass").input_ids + [tokenizer.eos_token_id]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.serialization import (
+    NUM_BINS,
     boxes_to_text,
     metadata_to_text,
     palette_to_text,
@@ -116,15 +117,16 @@ def hflip_normals(batch: np.ndarray) -> np.ndarray:
     return flipped
 
 
-def serialize_det(sample: Mapping[str, Any]) -> str:
-    """`{"boxes": [(xmin, ymin, xmax, ymax), ...], "labels": [...]}` (normalised) -> det text."""
+def serialize_det(sample: Mapping[str, Any], num_bins: int = NUM_BINS) -> str:
+    """`{"boxes": [(xmin, ymin, xmax, ymax), ...], "labels": [...]}` (normalised) -> det text with `num_bins`
+    coordinate bins."""
     if not isinstance(sample, Mapping) or set(sample) != {"boxes", "labels"}:
         raise ValueError(f"det: a sample is a dict with 'boxes' and 'labels' (or a serialised string), got {sample!r}.")
-    return boxes_to_text(sample["boxes"], sample["labels"])
+    return boxes_to_text(sample["boxes"], sample["labels"], num_bins=num_bins)
 
 
-def parse_det(text: str) -> dict[str, list]:
-    boxes, labels = text_to_boxes(text)
+def parse_det(text: str, num_bins: int = NUM_BINS) -> dict[str, list]:
+    boxes, labels = text_to_boxes(text, num_bins)
     return {"boxes": boxes, "labels": labels}
 
 

@@ -47,8 +47,8 @@ Modalities = dict[str, dict[str, torch.Tensor]]
 FAMILY_FUNCTIONS = {
     "preprocess": "(image_processor, raw batch, spec, **kwargs) -> np.ndarray: input of the VQ model / 4M pixel input",
     "postprocess": "(image_processor, decoded tensor, spec) -> user-facing data (uint8 images, maps, features)",
-    "serialize": "(sample) -> str: one sequence sample as text",
-    "parse": "(text) -> sample: the inverse of serialize",
+    "serialize": "(sample[, num_bins]) -> str: one sequence sample as text (value tokens in the tokenizer's bins)",
+    "parse": "(text[, num_bins]) -> sample: the inverse of serialize",
     "render": "(value, background tile or None, size) -> PIL tile, for plot_modalities",
     "hflip": "(batch of preprocessed arrays, (N, C, H, W) or (N, H, W)) -> the horizontally flipped batch",
 }

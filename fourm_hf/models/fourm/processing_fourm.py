@@ -23,9 +23,10 @@ families unless a generation config is given, and `postprocess` takes generate's
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -345,7 +346,7 @@ class FourMProcessor(ProcessorMixin):
         return tokens
 
     def _encode_sequence(self, info: ModalitySpec, value: Any) -> dict[str, torch.Tensor]:
-        serialize = info.family.function("serialize") if info.family.has("serialize") else None
+        serialize = self._in_value_bins(info.family.function("serialize")) if info.family.has("serialize") else None
         samples = _batch(value)
         if not samples:
             raise ValueError(f"{info.name}: got an empty batch (0 samples); pass at least one.")
@@ -455,6 +456,14 @@ class FourMProcessor(ProcessorMixin):
             )
         return per_model
 
+    def _in_value_bins(self, function: Callable) -> Callable:
+        """A serialise / parse function that takes `num_bins`, bound to the tokenizer's value bins (`v0=0` ...), so
+        that a tokenizer trained with fewer bins than the released 1,000 writes and reads its own."""
+        bins = getattr(self.tokenizer, "num_value_bins", 0)
+        if bins and "num_bins" in inspect.signature(function).parameters:
+            return functools.partial(function, num_bins=bins)
+        return function
+
     def decode_text(self, ids: Sequence[int]) -> str:
         """Text of a merged id sequence: up to the first `[EOS]`, without `[PAD]` and sentinels."""
         return self.tokenizer.decode(self.tokenizer.special_tokens.content(ids), skip_special_tokens=False).strip()
@@ -464,7 +473,7 @@ class FourMProcessor(ProcessorMixin):
         input_mask = entry.get("input_mask")
         target_mask = entry.get("target_mask")
         sentinels = self.tokenizer.special_tokens.sentinel_set
-        parse = info.family.function("parse") if info.family.has("parse") else str
+        parse = self._in_value_bins(info.family.function("parse")) if info.family.has("parse") else str
         samples = []
         for row in range(tensor.shape[0]):
             visible = tensor[row] if input_mask is None else tensor[row][~input_mask[row].bool()]
