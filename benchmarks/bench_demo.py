@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fourm_hf import FourMForMaskedModeling, FourMVQVAE
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
+from fourm_hf.data.synthetic import generate_scenes
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -63,14 +64,22 @@ def demo_rows(num_rows: int, seed: int = 0) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
-def demo_training_rows(demo, num_rows: int, vocab_size: int, seed: int = 0):
-    """`demo_rows` as `InMemoryRows`, with caption and box id sequences of the demo's lengths (8-21 caption tokens
-    from the learned word pieces; one to three boxes of four value tokens and a class)."""
+def demo_text_tokenizer(demo, settings, num_scenes: int = 300):
+    """The demo's text tokenizer (its reserved-id layout, WordPiece on the captions and box labels of a few scenes)."""
+    scenes = list(generate_scenes(0, num_scenes, settings.seed, settings.image_size, settings.image_size))
+    return demo.train_text_tokenizer([s["caption"] for s in scenes], [s["det"] for s in scenes], settings.image_size)
+
+
+def demo_training_rows(demo, num_rows: int, tokenizer, seed: int = 0):
+    """`demo_rows` as `InMemoryRows`, with caption and box id sequences of the demo's lengths and vocabulary (8-21
+    caption tokens from the learned word pieces; one to three boxes of four value tokens and a class)."""
     rng = np.random.default_rng(seed)
     rows = demo.InMemoryRows.from_dataset(demo_rows(num_rows, seed).with_format("numpy"))
-    words = vocab_size - 96  # the learned pieces follow the 4,284 reserved ids
-    rows.columns["caption"] = [rng.integers(words, vocab_size, rng.integers(8, 22), dtype=np.int32) for _ in range(num_rows)]
-    rows.columns["det"] = [rng.integers(4, 4284, 5 * rng.integers(1, 4), dtype=np.int32) for _ in range(num_rows)]
+    vocab = tokenizer.get_vocab()
+    values = [vocab[f"v{axis}={n}"] for axis in range(4) for n in range(tokenizer.num_value_bins)]
+    words = [i for t, i in vocab.items() if i > max(values) and t not in demo.SHAPES]  # the learned pieces
+    rows.columns["caption"] = [rng.choice(words, rng.integers(8, 22)).astype(np.int32) for _ in range(num_rows)]
+    rows.columns["det"] = [rng.choice(values, 5 * rng.integers(1, 4)).astype(np.int32) for _ in range(num_rows)]
     return rows
 
 
@@ -118,11 +127,11 @@ def matmul_rate(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
 def training_steps_table(demo, args) -> None:
     settings = demo.DemoSettings()
     names = demo.register_demo_modalities(settings)
+    tokenizer = demo_text_tokenizer(demo, settings)
     torch.manual_seed(0)
-    vocab_size = 4380  # the quick run's text vocabulary
-    model = FourMForMaskedModeling(demo.fourm_config(settings, names, vocab_size, max_length=32))
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length=32))
     collator = FourMMaskingCollator(MaskingMixture.from_dict(demo.demo_mixture(settings, names)), config=model.config)
-    dataset = SeededMaskingDataset(demo_training_rows(demo, 512, vocab_size), seed=0)
+    dataset = SeededMaskingDataset(demo_training_rows(demo, 512, tokenizer), seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
 
     def fourm_batch(index: int):
@@ -220,7 +229,7 @@ def main() -> None:
 
     settings = demo.DemoSettings()
     names = demo.register_demo_modalities(settings)
-    model = FourMForMaskedModeling(demo.fourm_config(settings, names, vocab_size=4412, max_length=64))
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(demo_text_tokenizer(demo, settings)), 32))
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)

@@ -168,7 +168,9 @@ def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
     processor = FourMProcessor.from_pretrained(tmp_path / "processor")
     assert sorted(processor.vq_models) == ["tok_depth@64", "tok_rgb@64", "tok_semseg@64"]
     assert all(isinstance(m, FourMVQVAE) and m.config.codebook_size == 32 for m in processor.vq_models.values())
-    assert processor.tokenizer.sentinel_id(0) == 4 and processor.tokenizer.num_value_bins == 1000
+    # sentinels at their released ids (generation's defaults), one coordinate bin per pixel edge of the 64x64 scenes
+    assert processor.tokenizer.sentinel_id(0) == 4 and processor.tokenizer.sentinel_id(199) == 203
+    assert processor.tokenizer.num_value_bins == 65 and len(processor.tokenizer) < 600
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # scratch files are removed
 
     # a fresh process reloads the saved 4M and processor without registering the @64 modalities, and generates
