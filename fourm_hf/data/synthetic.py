@@ -200,11 +200,8 @@ def render_scene(seed: int | tuple[int, ...], height: int = 224, width: int = 22
     for i, obj in enumerate(objects):
         albedo[index == i] = COLORS[obj.color]
     lit = np.clip(normals @ LIGHT, 0.0, None)
-    facing = np.flatnonzero(lit > 0)  # only surfaces facing the light can be shadowed
-    shadow_t, _, _ = _hit_objects(
-        objects, points[facing] + 1e-4 * normals[facing], np.broadcast_to(LIGHT, (len(facing), 3))
-    )
-    lit[facing[np.isfinite(shadow_t)]] = 0.0
+    shadow_t, _, _ = _hit_objects(objects, points + 1e-4 * normals, np.broadcast_to(LIGHT, dirs.shape))
+    lit = np.where(np.isfinite(shadow_t), 0.0, lit)
     rgb = np.clip(albedo * (AMBIENT + (1 - AMBIENT) * lit)[:, None], 0.0, 1.0)
 
     # 3. boxes of the visible pixels of each object; the caption lists the visible objects from left to right
