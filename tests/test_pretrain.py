@@ -107,6 +107,8 @@ def test_one_optimizer_step_matches_the_official_recipe(official_checkpoints, tm
                               callbacks=[StopAfter(1)])
     trainer.train()
     assert trainer.state.global_step == 1
+    tokens = batch_size * (info["num_encoder_tokens"] + info["num_decoder_tokens"])  # 6 x tokens x weights per step
+    assert trainer.state.total_flos == 6 * tokens * model.num_parameters(exclude_embeddings=True)
     moved = max((p - before[n]).abs().max().item() for n, p in model.named_parameters())
     assert moved > 1e-3
     for name, p in model.named_parameters():
