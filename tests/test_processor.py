@@ -11,6 +11,7 @@ from fourm_hf import (
     FourMTokenizer,
     FourMVQVAE,
     FourMVQVAEConfig,
+    ModalityFamily,
     register_modality,
 )
 from fourm_hf.data.sequences import mask_spans
@@ -185,6 +186,14 @@ def test_boxes_use_the_tokenizers_value_bins(image_processor):
     decoded = processor.postprocess(batch)["det"][0]
     assert decoded["labels"] == ["car"]
     np.testing.assert_allclose(decoded["boxes"][0], (6 / 63, 13 / 63, 32 / 63, 1.0))
+
+
+def test_builtin_serialisers_of_a_registered_family_work(tokenizer, image_processor):
+    """A family may serialise and parse with builtins (no signature to inspect for value bins)."""
+    family = ModalityFamily("tags", "sequence", serialize=str, parse=str)
+    register_modality("tags", family=family, vocab_size=len(tokenizer), max_length=16, max_tokens=16)
+    processor = FourMProcessor(image_processor, tokenizer)
+    assert processor.postprocess(processor(inputs={"tags": ["two dogs"]}))["tags"] == ["two dogs"]
 
 
 def test_span_masked_sequences_are_merged(tokenizer, image_processor):

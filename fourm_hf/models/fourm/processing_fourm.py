@@ -460,9 +460,11 @@ class FourMProcessor(ProcessorMixin):
         """A serialise / parse function that takes `num_bins`, bound to the tokenizer's value bins (`v0=0` ...), so
         that a tokenizer trained with fewer bins than the released 1,000 writes and reads its own."""
         bins = getattr(self.tokenizer, "num_value_bins", 0)
-        if bins and "num_bins" in inspect.signature(function).parameters:
-            return functools.partial(function, num_bins=bins)
-        return function
+        try:
+            takes_bins = "num_bins" in inspect.signature(function).parameters
+        except (TypeError, ValueError):  # builtins such as `str` have no signature, and no bins
+            takes_bins = False
+        return functools.partial(function, num_bins=bins) if bins and takes_bins else function
 
     def decode_text(self, ids: Sequence[int]) -> str:
         """Text of a merged id sequence: up to the first `[EOS]`, without `[PAD]` and sentinels."""
