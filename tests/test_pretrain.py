@@ -202,6 +202,21 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     assert len(set(losses)) == len(losses)  # the steps saw different data and masks
 
 
+def test_the_text_tokenizers_special_tokens_are_saved_for_generation(tmp_path):
+    """A tokenizer with its own reserved layout (10 sentinels): the trained model generates with its ids."""
+    corpus = ["a red cube on a gray floor", "two blue spheres near a wall"] * 8
+    tokenizer = FourMTokenizer.train_new(corpus, vocab_size=120, num_sentinels=10, num_value_bins=8, object_classes=())
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    args, model, dataset = tiny_run(tmp_path, "run", max_steps=3, save_strategy="no",
+                                    text_tokenizer=str(tmp_path / "tokenizer"))
+    assert model.generation_config.special_tokens != tokenizer.special_tokens  # the released ids before training
+    trainer = run_pretraining(args, model, dataset)
+    assert trainer.data_collator.sentinel_ids == tokenizer.special_tokens.sentinel_ids
+    trainer.model.save_pretrained(tmp_path / "model")
+    loaded = FourMForMaskedModeling.from_pretrained(tmp_path / "model").generation_config
+    assert loaded.special_tokens == tokenizer.special_tokens and loaded.sentinel_token_ids == list(range(4, 14))
+
+
 def test_gradient_checkpointing_and_bf16(tmp_path):
     runs = {}
     for name, options in (("plain", {}), ("checkpointed", {"gradient_checkpointing": True}), ("bf16", {"bf16": True})):

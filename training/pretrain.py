@@ -40,7 +40,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMTokenizer
+from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMGenerationConfig, FourMTokenizer
 from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
 from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
@@ -252,15 +252,17 @@ def build_model(args: FourMPretrainingArguments) -> FourMForMaskedModeling:
     return FourMForMaskedModeling(FourMConfig.from_pretrained(args.config_name))
 
 
-def build_collator(args: FourMPretrainingArguments, config: FourMConfig) -> FourMMaskingCollator:
+def build_collator(
+    args: FourMPretrainingArguments, config: FourMConfig, tokenizer: FourMTokenizer | None = None
+) -> FourMMaskingCollator:
     mixture = args.load_mixture()
     known = set(config.encoder_modalities) | set(config.decoder_modalities)
     unknown = [name for name in mixture.modalities if name not in known]
     if unknown:
         raise ValueError(f"The mixture masks {unknown}, which the model has no embedding for (it knows {sorted(known)}).")
     options = {"config": config, "random_crop": args.random_crop}
-    if args.text_tokenizer is not None:
-        return FourMMaskingCollator.from_tokenizer(mixture, FourMTokenizer.from_pretrained(args.text_tokenizer), **options)
+    if tokenizer is not None:
+        return FourMMaskingCollator.from_tokenizer(mixture, tokenizer, **options)
     return FourMMaskingCollator(mixture, **options)
 
 
@@ -305,11 +307,15 @@ def run_pretraining(
     if streamed:
         args.ignore_data_skip = True  # the stream skips what was consumed itself (StreamingResumeCallback)
     model = model if model is not None else build_model(args)
+    tokenizer = FourMTokenizer.from_pretrained(args.text_tokenizer) if args.text_tokenizer is not None else None
+    if tokenizer is not None and isinstance(model.generation_config, FourMGenerationConfig):
+        # saved with the model, so that generate() reads and writes text with this tokenizer's [PAD], [EOS], sentinels
+        model.generation_config.special_tokens = tokenizer.special_tokens
     trainer = FourMPretrainer(
         model=model,
         args=args,
         train_dataset=train_dataset if streamed else SeededMaskingDataset(train_dataset, seed=args.masking_seed),
-        data_collator=build_collator(args, model.config),
+        data_collator=build_collator(args, model.config, tokenizer),
         callbacks=callbacks,
     )
     checkpoint = args.resume_from_checkpoint
