@@ -77,7 +77,8 @@ def demo_training_rows(demo, num_rows: int, tokenizer, seed: int = 0):
     rows = demo.InMemoryRows.from_dataset(demo_rows(num_rows, seed).with_format("numpy"))
     vocab = tokenizer.get_vocab()
     values = [vocab[f"v{axis}={n}"] for axis in range(4) for n in range(tokenizer.num_value_bins)]
-    words = [i for t, i in vocab.items() if i > max(values) and t not in demo.SHAPES]  # the learned pieces
+    last_value = max(values)
+    words = [i for t, i in vocab.items() if i > last_value and t not in demo.SHAPES]  # the learned pieces
     rows.columns["caption"] = [rng.choice(words, rng.integers(8, 22)).astype(np.int32) for _ in range(num_rows)]
     rows.columns["det"] = [rng.choice(values, 5 * rng.integers(1, 4)).astype(np.int32) for _ in range(num_rows)]
     return rows
@@ -124,10 +125,9 @@ def matmul_rate(rows: int, inner: int, cols: int, repeats: int = 50) -> float:
     return 2 * rows * inner * cols / seconds_per_call(lambda: a @ b, repeats, clock=time.process_time) / 1e9
 
 
-def training_steps_table(demo, args) -> None:
+def training_steps_table(demo, args, tokenizer) -> None:
     settings = demo.DemoSettings()
     names = demo.register_demo_modalities(settings)
-    tokenizer = demo_text_tokenizer(demo, settings)
     torch.manual_seed(0)
     model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length=32))
     collator = FourMMaskingCollator(MaskingMixture.from_dict(demo.demo_mixture(settings, names)), config=model.config)
@@ -229,7 +229,8 @@ def main() -> None:
 
     settings = demo.DemoSettings()
     names = demo.register_demo_modalities(settings)
-    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(demo_text_tokenizer(demo, settings)), 32))
+    tokenizer = demo_text_tokenizer(demo, settings)
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length=32))
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)
@@ -243,7 +244,7 @@ def main() -> None:
         f"| ms per step | {times['foreach'] * 1e3:.1f} | {times['fused'] * 1e3:.1f} | "
         f"**{times['foreach'] / times['fused']:.1f}x** |"
     )
-    training_steps_table(demo, args)
+    training_steps_table(demo, args, tokenizer)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {demo._cpu_model()} (torch kernels: "
         f"{torch.backends.cpu.get_cpu_capability()}), load average {demo._load_average()}"
