@@ -36,7 +36,8 @@ def parse_args(demo) -> argparse.Namespace:
     parser.add_argument("--pretokenized", default="outputs/demo_budgets/pretokenized", help="pre-tokenised scenes")
     parser.add_argument("--output_dir", default="outputs/demo_budgets/run", help="the 4M's Trainer output folder")
     parser.add_argument("--mixture", default=None, help="sampling weights of RGB -> all, caption -> RGB, all -> all")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (of each process)")
+    parser.add_argument("--processes", type=int, default=1, help="processes the 4M trains in (DDP ranks)")
     quick = demo.PRESETS["quick"]
     for field in dataclasses.fields(demo.DemoSettings):
         parser.add_argument(
@@ -79,7 +80,7 @@ def main() -> None:
     model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(processor.tokenizer), max_length))
     start = demo.StageTimer.cpu()
     wall = time.perf_counter()
-    demo.train_fourm(model, rows, settings, mixture_path, processor_dir, output_dir)
+    model, _ = demo.train_fourm(model, rows, settings, mixture_path, processor_dir, output_dir, processes=args.processes)
     cpu_s, wall_s = demo.StageTimer.cpu() - start, time.perf_counter() - wall
     metrics, _ = demo.evaluate_scenes(model.eval(), processor, eval_arrays, eval_rows, base, names, settings)
 

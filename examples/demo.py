@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import re
 import resource
@@ -77,6 +78,7 @@ from fourm_hf.evaluation.metrics import mean_iou
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 from fourm_hf.data.serialization import boxes_to_text
 from fourm_hf.data.streaming import run_parallel
+from fourm_hf.distributed import run_forked_ranks
 from fourm_hf.evaluation.rendering import colorize_semseg
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
@@ -183,7 +185,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, argparse.Na
     parser.add_argument("--output_dir", default="outputs/demo", help="where the models, metrics and grid go")
     parser.add_argument(
         "--threads", type=int, default=None,
-        help="torch CPU threads (not given: torch's choice, and the 4M trains with 1 or that many, the faster)",
+        help="torch CPU threads (not given: torch's choice, and a 4M trained in one process uses 1 or that many, "
+        "the faster)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--processes", type=int, default=None,
+        help="processes of one thread the 4M trains in, as DDP ranks (not given: 2 on a CPU machine with 2 cores or "
+        "more, else 1)",
     )  # fmt: skip
     parser.add_argument("--keep_cache", action="store_true", help="keep the rendered and pre-tokenised scenes")
     for field in dataclasses.fields(DemoSettings):
@@ -582,26 +590,50 @@ class ThreadChooser(TrainerCallback):
         self.last_end = time.perf_counter()
 
 
+def check_processes(settings: DemoSettings, processes: int) -> None:
+    check_int(processes, "--processes", minimum=1)
+    if settings.batch_size % processes:
+        raise ValueError(
+            f"--batch_size ({settings.batch_size}) must be a multiple of --processes ({processes}): every process "
+            "trains on an equal share of each batch."
+        )
+
+
 def train_fourm(
     model, dataset, settings: DemoSettings, mixture_path: Path, tokenizer_dir: Path, output_dir: Path,
-    callbacks: list | None = None,
-):  # fmt: skip
-    """Pre-train with `training/pretrain.py` (official AdamW groups, warm-up + cosine, masking collator)."""
+    callbacks: list | None = None, processes: int = 1,
+) -> tuple[FourMForMaskedModeling, list[dict]]:  # fmt: skip
+    """Pre-train with `training/pretrain.py` (official AdamW groups, warm-up + cosine, masking collator) and save the
+    4M to `output_dir/fourm`. With `processes > 1`, in that many forked CPU processes of one torch thread each (DDP
+    over gloo, `batch_size / processes` scenes per process and step: the same samples, masks and learning rate per
+    step as one process); `callbacks` then run in every process. Returns the trained 4M and the log history."""
+    check_processes(settings, processes)
     tokens_per_step = (settings.input_tokens + settings.target_tokens) * settings.batch_size
-    args = FourMPretrainingArguments(
-        output_dir=str(output_dir / "runs" / "fourm"),
-        mixture=str(mixture_path),
-        text_tokenizer=str(tokenizer_dir),
-        per_device_train_batch_size=settings.batch_size,
-        base_learning_rate=settings.learning_rate * 256 / settings.batch_size,
-        total_tokens=settings.steps * tokens_per_step,
-        warmup_tokens=max(1, round(settings.warmup_fraction * settings.steps)) * tokens_per_step,
-        logging_steps=max(1, settings.steps // 10), save_strategy="no", report_to="none", auto_resume=False,
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        seed=settings.seed, masking_seed=settings.seed,
-        optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
-    )  # fmt: skip
-    return run_pretraining(args, model=model, train_dataset=dataset, callbacks=callbacks)
+    save_dir = output_dir / "fourm"
+
+    def train(rank: int = 0) -> list[dict]:
+        args = FourMPretrainingArguments(
+            output_dir=str(output_dir / "runs" / "fourm"),
+            mixture=str(mixture_path),
+            text_tokenizer=str(tokenizer_dir),
+            per_device_train_batch_size=settings.batch_size // processes,
+            base_learning_rate=settings.learning_rate * 256 / settings.batch_size,
+            total_tokens=settings.steps * tokens_per_step,
+            warmup_tokens=max(1, round(settings.warmup_fraction * settings.steps)) * tokens_per_step,
+            logging_steps=max(1, settings.steps // 10), save_strategy="no", report_to="none", auto_resume=False,
+            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+            seed=settings.seed, masking_seed=settings.seed,
+            optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
+        )  # fmt: skip
+        trainer = run_pretraining(args, model=model, train_dataset=dataset, callbacks=callbacks)
+        if rank == 0:
+            trainer.model.save_pretrained(save_dir)
+        return trainer.state.log_history
+
+    if processes == 1:
+        return model, train()
+    log_history = run_forked_ranks(train, processes)[0]
+    return FourMForMaskedModeling.from_pretrained(save_dir), log_history
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -851,12 +883,25 @@ def draw_grid(eval_arrays, eval_rows, predictions, generated_rgb, names, setting
 # The pipeline
 
 
+def default_processes(settings: DemoSettings) -> int:
+    """The processes the 4M trains in by default: two where there is no GPU, this process may run on two cores or
+    more, processes can be forked and the batch splits in two; else one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    usable = cores >= 2 and forkable and settings.batch_size % 2 == 0 and not torch.cuda.is_available()
+    return 2 if usable else 1
+
+
 def run_demo(
-    settings: DemoSettings, output_dir: str | Path, keep_cache: bool = False, choose_threads: bool = True
-) -> dict[str, Any]:
+    settings: DemoSettings, output_dir: str | Path, keep_cache: bool = False, choose_threads: bool = True,
+    processes: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Run every stage and return the metrics (also written to `output_dir/metrics.json`). The datasets cache
-    (`output_dir/cache`) is deleted at the end unless `keep_cache`. With `choose_threads`, the 4M trains with
-    whichever of one thread and torch's default runs its steps faster (`ThreadChooser`)."""
+    (`output_dir/cache`) is deleted at the end unless `keep_cache`. The 4M trains in `processes` processes of one
+    thread each (None: `default_processes`); in one process with `choose_threads`, with whichever of one thread and
+    torch's default runs its steps faster (`ThreadChooser`)."""
+    processes = default_processes(settings) if processes is None else processes
+    check_processes(settings, processes)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
@@ -907,14 +952,14 @@ def run_demo(
         )
         threads = torch.get_num_threads()
         chooser = None
-        if choose_threads and threads > 1 and not torch.cuda.is_available():
+        if processes == 1 and choose_threads and threads > 1 and not torch.cuda.is_available():
             chooser = ThreadChooser(sorted({1, threads}))
-        trainer = train_fourm(
+        print(f"   training in {processes} process{'es' * (processes > 1)}")
+        model, log_history = train_fourm(
             model, pretokenized, settings, mixture_path, output_dir / "processor", output_dir,
-            callbacks=[chooser] if chooser else None,
+            callbacks=[chooser] if chooser else None, processes=processes,
         )  # fmt: skip
-        model.save_pretrained(output_dir / "fourm")
-        final_losses = {k: round(v, 4) for k, v in trainer.state.log_history[-2].items() if k.endswith("loss")}
+        final_losses = {k: round(v, 4) for k, v in log_history[-2].items() if k.endswith("loss")}
 
     with timer("reload and evaluate on held-out scenes"):
         model = FourMForMaskedModeling.from_pretrained(output_dir / "fourm").eval()
@@ -934,7 +979,9 @@ def run_demo(
         "final_training_losses": final_losses,
         "settings": dataclasses.asdict(settings),
         "parameters": {"fourm": model.num_parameters(), **{n: m.num_parameters() for n, m in vq_models.items()}},
-        "time": {**timer.summary(), "4m_thread_choices": chooser.choices if chooser else []},
+        "time": {
+            **timer.summary(), "4m_processes": processes, "4m_thread_choices": chooser.choices if chooser else [],
+        },
     }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
@@ -963,7 +1010,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_warning()
-    metrics = run_demo(settings, args.output_dir, keep_cache=args.keep_cache, choose_threads=args.threads is None)
+    metrics = run_demo(
+        settings, args.output_dir, keep_cache=args.keep_cache, choose_threads=args.threads is None,
+        processes=args.processes,
+    )
     print_summary(metrics, args.output_dir)
     return metrics
 

@@ -1,6 +1,8 @@
 """What the training scripts share for runs over several processes: CPU processes (gloo) when the machine has no
 accelerator, accelerate's FSDP plugin on those processes, the epoch of per-sample random draws (masks, flips) on
-every rank and after a resume, and the export of a sharded FSDP checkpoint to one `model.safetensors`.
+every rank and after a resume, the export of a sharded FSDP checkpoint to one `model.safetensors`, and
+[`run_forked_ranks`]: a function run as the ranks of one gloo process group in forked CPU processes, without a
+launcher (what the demo trains its 4M with on a 2-core machine).
 
 accelerate (1.15) only turns its FSDP plugin on for accelerator devices: `accelerate launch --use_fsdp` on a machine
 without GPUs starts processes that each train alone (no process group in the Trainer), while transformers already
@@ -13,11 +15,19 @@ path as on GPUs.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
+import pickle
+import queue
+import socket
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -63,6 +73,75 @@ def end_processes() -> None:
     abort a rank after training has finished ("terminate called without an active exception", SIGABRT)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads_per_process: int = 1) -> list[Any]:
+    """`[function(rank) for rank in range(num_processes)]`, each call in its own forked CPU process, the processes
+    being the ranks of one gloo process group on this machine: what `accelerate launch --cpu --num_processes N` sets
+    up (`RANK`, `WORLD_SIZE`, `MASTER_ADDR` / `MASTER_PORT`...), without starting new interpreters. A `Trainer` built
+    inside `function` trains with DDP over the processes. The function, its closure and the data it reads reach the
+    processes through the fork (nothing is pickled on the way in); each rank's result comes back pickled, rank 0
+    first. A failing rank stops the others, and its traceback is raised here as a `RuntimeError`.
+
+    Small models use one core per process far better than they share several cores as threads of one process:
+    every process runs its own Python and its own share of the collator.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("run_forked_ranks needs the fork start method (Linux, macOS); use `accelerate launch`.")
+    if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
+        raise ValueError(f"num_processes must be a positive int, got {num_processes!r}.")
+    if not isinstance(threads_per_process, int) or isinstance(threads_per_process, bool) or threads_per_process < 1:
+        raise ValueError(f"threads_per_process must be a positive int, got {threads_per_process!r}.")
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    ranks = [
+        context.Process(target=_forked_rank, args=(function, rank, num_processes, port, threads_per_process, results))
+        for rank in range(num_processes)
+    ]
+    for process in ranks:
+        process.start()
+    outputs: dict[int, Any] = {}
+    try:
+        while len(outputs) < num_processes:
+            try:
+                rank, failure, output = results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [r for r, p in enumerate(ranks) if r not in outputs and p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(
+                        f"rank {dead[0]} of {num_processes} exited with code {ranks[dead[0]].exitcode} without a result."
+                    ) from None
+                continue
+            if failure:
+                raise RuntimeError(f"rank {rank} of {num_processes} failed:\n{output}")
+            outputs[rank] = pickle.loads(output)
+    finally:
+        for process in ranks:
+            if len(outputs) < num_processes and process.is_alive():
+                process.terminate()
+            process.join()
+    return [outputs[rank] for rank in range(num_processes)]
+
+
+def _forked_rank(function, rank: int, world_size: int, port: int, threads: int, results) -> None:
+    """One rank of `run_forked_ranks`: the launcher's environment, a fresh accelerate state, then `function(rank)`."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads),
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+    AcceleratorState._reset_state(reset_partial_state=True)  # the parent's (single-process) state came with the fork
+    prepare_launch_environment()
+    try:
+        # by value: torch's queue pickler would share tensors through this process, which ends now
+        results.put((rank, False, pickle.dumps(function(rank))))
+    except BaseException:
+        results.put((rank, True, traceback.format_exc()))
+    finally:
+        end_processes()
 
 
 class EpochCallback(TrainerCallback):

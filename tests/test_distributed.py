@@ -28,7 +28,7 @@ from conftest import TINY_DECODER, TINY_VIT, imported_script
 from distributed_runner import record_masking_seeds
 from fourm_hf import FourMConfig, FourMForMaskedModeling, register_modality
 from fourm_hf.data.masking import FourMMaskingCollator
-from fourm_hf.distributed import EpochCallback, export_checkpoint, sharded_checkpoint_dir
+from fourm_hf.distributed import EpochCallback, export_checkpoint, run_forked_ranks, sharded_checkpoint_dir
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,54 @@ def test_two_processes_match_one_process(pretraining_runs, mode):
         for name, value in final.items():
             # Adam (lr 0.03 here) turns float-rounding differences of near-zero gradients into ~1e-5 weight changes
             torch.testing.assert_close(state[name], value, rtol=0, atol=5e-5, msg=f"rank {rank}: {name}")
+
+
+def test_forked_ranks_train_as_accelerate_launch_does(pretraining_runs, tmp_path):
+    """`run_forked_ranks`: two forked processes of this interpreter form the DDP run of `accelerate launch`, with no
+    launcher: the same per-step losses as one process accumulating the two micro-batches, and the same weights."""
+    runs = pretraining_runs
+
+    def train(rank: int) -> dict:
+        (args,) = HfArgumentParser(FourMPretrainingArguments).parse_args_into_dataclasses(
+            pretrain_argv(runs["root"], tmp_path / "forked") + ["--use_cpu", "--save_strategy", "no"]
+        )
+        trainer = run_pretraining(args)
+        state = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+        return {"world_size": args.world_size, "threads": torch.get_num_threads(), "log_history": trainer.state.log_history,
+                "state": state}  # fmt: skip
+
+    rank0, rank1 = run_forked_ranks(train, 2)
+    assert rank0["world_size"] == rank1["world_size"] == 2 and rank0["threads"] == rank1["threads"] == 1
+    assert_same_steps(step_logs(rank0["log_history"]), step_logs(runs["one"].state.log_history), range(1, 7))
+    for name, value in runs["one"].model.named_parameters():
+        for rank in (rank0, rank1):
+            torch.testing.assert_close(rank["state"][name], value.detach(), rtol=0, atol=5e-5, msg=name)
+
+
+def _all_reduce_rank(rank: int) -> dict:
+    torch.distributed.init_process_group("gloo")
+    total = torch.tensor([rank + 1.0])
+    torch.distributed.all_reduce(total)
+    return {"rank": int(os.environ["RANK"]), "world": torch.distributed.get_world_size(), "sum": total.item()}
+
+
+def _failing_rank(rank: int) -> None:
+    torch.distributed.init_process_group("gloo")
+    if rank == 1:
+        raise ValueError("rank one cannot go on")
+    torch.distributed.all_reduce(torch.ones(1))  # waits for rank 1 forever: the parent must stop it
+
+
+def test_forked_ranks_form_one_process_group_and_report_failures():
+    results = run_forked_ranks(_all_reduce_rank, 3)
+    assert results == [{"rank": r, "world": 3, "sum": 6.0} for r in range(3)]
+    with pytest.raises(RuntimeError, match=r"rank 1 of 2 failed:(.|\n)*ValueError: rank one cannot go on"):
+        run_forked_ranks(_failing_rank, 2)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="num_processes must be a positive int"):
+            run_forked_ranks(_all_reduce_rank, bad)
+    with pytest.raises(ValueError, match="threads_per_process must be a positive int"):
+        run_forked_ranks(_all_reduce_rank, 2, threads_per_process=0)
 
 
 def test_sharded_checkpoints_resume_on_any_world_size(pretraining_runs):
