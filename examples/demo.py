@@ -127,6 +127,10 @@ class DemoSettings:
     steps: int = setting(3000, "pre-training steps of the 4M")
     batch_size: int = setting(32, "scenes per pre-training step")
     learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
+    muon_update_rms: float = setting(
+        0.35, "RMS of the Muon updates of the 4M's layer matrices per unit learning rate (0: AdamW for every "
+        "parameter, the official recipe; 0.2: AdamW's RMS)"
+    )
     warmup_fraction: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
     input_tokens: int = setting(64, "encoder tokens per scene in pre-training")
     target_tokens: int = setting(96, "decoder (target) tokens per scene in pre-training")
@@ -138,7 +142,7 @@ class DemoSettings:
     def __post_init__(self):
         """Every setting in range before any work starts: sizes and counts positive (the seed non-negative), rates
         and temperatures positive, fractions and weights in range."""
-        non_negative = ("seed", "rgb_salient_emphasis", "caption_to_rgb_guidance")
+        non_negative = ("seed", "rgb_salient_emphasis", "caption_to_rgb_guidance", "muon_update_rms")
         for field in dataclasses.fields(self):
             value, name = getattr(self, field.name), f"--{field.name}"
             if field.type == "int":
@@ -603,8 +607,8 @@ def train_fourm(
     model, dataset, settings: DemoSettings, mixture_path: Path, tokenizer_dir: Path, output_dir: Path,
     callbacks: list | None = None, processes: int = 1,
 ) -> tuple[FourMForMaskedModeling, list[dict]]:  # fmt: skip
-    """Pre-train with `training/pretrain.py` (official AdamW groups, warm-up + cosine, masking collator) and save the
-    4M to `output_dir/fourm`. With `processes > 1`, in that many forked CPU processes of one torch thread each (DDP
+    """Pre-train with `training/pretrain.py` (official weight-decay groups, warm-up + cosine, masking collator; Muon
+    for the layer matrices unless `settings.muon_update_rms` is 0) and save the 4M to `output_dir/fourm`. With `processes > 1`, in that many forked CPU processes of one torch thread each (DDP
     over gloo, `batch_size / processes` scenes per process and step: the same samples, masks and learning rate per
     step as one process); `callbacks` then run in every process. Returns the trained 4M and the log history."""
     check_processes(settings, processes)
@@ -624,6 +628,7 @@ def train_fourm(
             use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
             seed=settings.seed, masking_seed=settings.seed,
             optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
+            **({"muon": True, "muon_update_rms": settings.muon_update_rms} if settings.muon_update_rms else {}),
         )  # fmt: skip
         trainer = run_pretraining(args, model=model, train_dataset=dataset, callbacks=callbacks)
         if rank == 0:

@@ -46,6 +46,8 @@ from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
+from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
+from fourm_hf.optimization import MuonAdamW, transformer_matrix_names
 
 logger = logging.get_logger(__name__)
 
@@ -74,6 +76,14 @@ class FourMPretrainingArguments(TrainingArguments):
     masking_seed: int = field(default=0, metadata={"help": "Seed of the per-sample masking."})
     random_crop: bool = field(default=True, metadata={"help": "Draw one of the stored crops per sample (else crop 0)."})
     auto_resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir."})
+    muon: bool = field(
+        default=False,
+        metadata={"help": "Muon for the Transformer blocks' weight matrices, AdamW for the rest, one schedule (not "
+                  "the official recipe; not with FSDP)."},
+    )  # fmt: skip
+    muon_update_rms: float = field(
+        default=0.2, metadata={"help": "With --muon: RMS of a Muon update per unit lr (0.2: AdamW's)."}
+    )
     # the official recipe's values as defaults
     weight_decay: float = 0.05
     adam_beta1: float = 0.9
@@ -110,6 +120,7 @@ class FourMPretrainingArguments(TrainingArguments):
         check_number(self.min_base_learning_rate, "--min_base_learning_rate", 0, self.base_learning_rate)
         check_number(self.total_tokens, "--total_tokens", 0, open_minimum=True)
         check_number(self.warmup_tokens, "--warmup_tokens", 0)
+        check_number(self.muon_update_rms, "--muon_update_rms", 0, open_minimum=True)
         check_int(self.masking_seed, "--masking_seed", minimum=0)
         check_int(self.shuffle_buffer, "--shuffle_buffer", minimum=1)
         if self.train_dataset is not None and not os.path.isdir(self.train_dataset):
@@ -195,6 +206,28 @@ class FourMPretrainer(ShardingTrainer):
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         excluded = no_weight_decay_names(model)
         return [name for name, _ in model.named_parameters() if name not in excluded]
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """AdamW as `Trainer` builds it, or with `--muon` a `MuonAdamW` over the same weight-decay groups, the
+        encoder and decoder layers' matrices in Muon groups."""
+        if not self.args.muon or self.optimizer is not None:
+            return super().create_optimizer(model)
+        if self.is_fsdp_enabled:
+            raise ValueError("--muon orthogonalises whole weight matrices, which FSDP shards: train with DDP instead.")
+        model = self.model if model is None else model
+        muon = transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer))
+        decay = set(self.get_decay_parameter_names(model))
+        groups = {(True, True): [], (False, True): [], (False, False): []}  # (Muon, decayed)
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups[name in muon, name in decay or name in muon].append(parameter)
+        self.optimizer = MuonAdamW(
+            [{"params": params, "use_muon": use_muon, "weight_decay": self.args.weight_decay * decayed}
+             for (use_muon, decayed), params in groups.items() if params],
+            lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+            update_rms=self.args.muon_update_rms,
+        )  # fmt: skip
+        return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> LambdaLR:
         if self.lr_scheduler is None:

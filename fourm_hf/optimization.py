@@ -1,0 +1,143 @@
+"""`MuonAdamW`: Muon for the Transformer blocks' weight matrices and AdamW for every other parameter, in one
+optimizer under one learning rate and schedule.
+
+Muon (Jordan et al. 2024) replaces a matrix's momentum by its nearest semi-orthogonal matrix (a quintic Newton-Schulz
+iteration), so that every direction of the update moves at the same rate. Scaled by `0.2 x sqrt(max(rows, columns))`
+its update has the RMS of a typical AdamW update (Liu et al. 2025, "Muon is Scalable for LLM Training"), so AdamW's
+learning rate, warm-up and decay apply to it unchanged (`update_rms` sets another RMS). The demo's 4M beats 3,000
+AdamW steps with 2,000 such steps (`benchmarks/README.md`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.adam import adam
+
+NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al.: fast growth near zero
+ADAMW_RMS = 0.2  # the RMS of a typical AdamW update per unit learning rate: Muon's default `update_rms`
+
+
+def orthogonalize(matrices: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately `U V^T` for each matrix `U S V^T` of a (..., rows, columns) stack, in the input's dtype: singular
+    values above ~1/20 of the largest end in ~[0.7, 1.2] rather than at exactly 1 (which trains as well), smaller ones
+    grow but less."""
+    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+    x = matrices / (matrices.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= Frobenius norm <= 1
+    wide = x.shape[-2] <= x.shape[-1]
+    if not wide:  # iterate on the smaller Gram matrix
+        x = x.mT
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.mT
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Muon on the parameter groups with `use_muon=True` (2-D weights), AdamW on the others.
+
+    Args:
+        params: parameter groups (dicts with `params` and optionally `use_muon`, `weight_decay`, `lr`...) or
+            parameters (all AdamW).
+        lr: the learning rate of both (Muon's update is scaled to AdamW's RMS, see the module docstring).
+        betas, eps: AdamW's.
+        weight_decay: decoupled weight decay of both (`p -= lr x weight_decay x p`).
+        momentum: Muon's (Nesterov) momentum.
+        update_rms: the RMS of Muon's update per unit learning rate (0.2: AdamW's, so one learning rate suits both;
+            larger values move the matrices faster than the rest).
+        newton_schulz_steps: iterations of the orthogonalisation.
+        fused: AdamW's fused kernel (CPU and CUDA).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.95,
+        update_rms: float = ADAMW_RMS,
+        newton_schulz_steps: int = 5,
+        fused: bool = True,
+    ):
+        ranges = (
+            {"lr": lr, "eps": eps, "weight_decay": weight_decay, "update_rms": update_rms},
+            {"momentum": momentum, "betas": betas},
+        )
+        for high, values in zip((math.inf, 1), ranges):
+            for name, value in values.items():
+                for number in value if isinstance(value, tuple) else (value,):
+                    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < high:
+                        raise ValueError(f"MuonAdamW {name} must be in [0, {high}), got {value!r}.")
+        if not isinstance(newton_schulz_steps, int) or newton_schulz_steps < 1:
+            raise ValueError(f"MuonAdamW newton_schulz_steps must be a positive int, got {newton_schulz_steps!r}.")
+        defaults = {
+            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
+            "update_rms": update_rms, "newton_schulz_steps": newton_schulz_steps, "fused": fused, "use_muon": False,
+        }  # fmt: skip
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2] if group["use_muon"] else []
+            if bad:
+                raise ValueError(f"MuonAdamW orthogonalises 2-D weights only; a use_muon group holds shapes {bad}.")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                (self._muon_step if group["use_muon"] else self._adamw_step)(group, params)
+        return loss
+
+    def _muon_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        momentum, lr = group["momentum"], group["lr"]
+        buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+        grads = [p.grad for p in params]
+        torch._foreach_lerp_(buffers, grads, 1 - momentum)
+        by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)  # tall matrices go as their transposes
+        for index, p in enumerate(params):
+            by_shape[min(p.shape), max(p.shape)].append(index)
+        for shape, indices in by_shape.items():  # one batched iteration per shape
+            wide = [params[i].shape[0] == shape[0] for i in indices]
+            mixed = [grads[i].lerp(buffers[i], momentum) for i in indices]  # Nesterov
+            updates = orthogonalize(torch.stack([m if w else m.T for m, w in zip(mixed, wide)]), group["newton_schulz_steps"])
+            scale = lr * group["update_rms"] * math.sqrt(shape[1])  # an orthogonal update's RMS is 1/sqrt(columns)
+            for i, update, w in zip(indices, updates, wide):
+                params[i].mul_(1 - lr * group["weight_decay"]).add_(update if w else update.T, alpha=-scale)
+
+    def _adamw_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        beta1, beta2 = group["betas"]
+        adam(
+            params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+            [s["step"] for s in states], fused=group["fused"], decoupled_weight_decay=True, amsgrad=False,
+            beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+            maximize=False,
+        )  # fmt: skip
+
+
+def transformer_matrix_names(model: nn.Module, block_types: tuple[type[nn.Module], ...]) -> set[str]:
+    """Names of the 2-D weights of the `nn.Linear` layers inside `block_types` modules: what Muon trains.
+    Embeddings, output heads, norms and biases stay with AdamW."""
+    names = set()
+    for block_name, block in model.named_modules():
+        if isinstance(block, block_types):
+            for layer_name, layer in block.named_modules():
+                if isinstance(layer, nn.Linear):
+                    names.add(".".join(n for n in (block_name, layer_name, "weight") if n))
+    return names
