@@ -124,7 +124,7 @@ class DemoSettings:
     hidden_size: int = setting(64, "width of the 4M")
     encoder_layers: int = setting(3, "encoder layers of the 4M")
     decoder_layers: int = setting(3, "decoder layers of the 4M")
-    steps: int = setting(3000, "pre-training steps of the 4M")
+    steps: int = setting(2000, "pre-training steps of the 4M")
     batch_size: int = setting(32, "scenes per pre-training step")
     learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
     muon_update_rms: float = setting(
