@@ -12,6 +12,10 @@
     faster); a much lower one says it is bound by per-op overhead.
 (d) The 4M's forward + backward on collated demo batches with `skip_padding_slots` off (every decoder slot
     computed) and on (the padding slots' token-wise work skipped), losses checked equal.
+(e) The optimizer step of the demo's 4M: fused AdamW against `MuonAdamW` (the demo's groups).
+(f) A whole 4M training step (collate, forward, backward, optimizer; wall ms, median) in one process with one and
+    with two torch threads, against two forked processes of one thread (`run_forked_ranks`, DDP over gloo) that
+    each take half of the batch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from fourm_hf import FourMForMaskedModeling, FourMVQVAE
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 from fourm_hf.data.synthetic import generate_scenes
+from fourm_hf.distributed import run_forked_ranks
+from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
+from fourm_hf.optimization import muon_adamw, transformer_matrix_names
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -196,6 +203,67 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
           f"{packed:.0f} | **{padded / packed:.2f}x** |")
 
 
+def demo_optimizer(model, settings):
+    """The optimizer the demo trains its 4M with (pretrain.py's groups; Muon for the layer matrices)."""
+    sys.path.insert(0, str(DEMO.parents[1]))
+    from training.pretrain import no_weight_decay_names
+
+    return muon_adamw(
+        model, transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer)), no_weight_decay_names(model),
+        0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms,
+    )  # fmt: skip
+
+
+def optimizer_table(demo, model, settings, steps: int) -> None:
+    """(e) fused AdamW against MuonAdamW, ms per step with random gradients."""
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    adamw = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+    times = {name: seconds_per_call(opt.step, steps) for name, opt in (("adamw", adamw), ("muon", demo_optimizer(model, settings)))}
+    model.zero_grad(set_to_none=True)
+    print("\n| (e) optimizer step of the demo's 4M | fused AdamW | MuonAdamW | ratio |\n|---|---|---|---|")
+    print(f"| ms per step | {times['adamw'] * 1e3:.1f} | {times['muon'] * 1e3:.1f} | "
+          f"{times['muon'] / times['adamw']:.0f}x |")  # fmt: skip
+
+
+def processes_table(demo, tokenizer, steps: int) -> None:
+    """(f) wall ms per 4M training step: one process with one / two threads, two processes of one thread (DDP)."""
+    settings = demo.DemoSettings()
+    names = demo.register_demo_modalities(settings)
+
+    def median_step_ms(rank: int = 0, world: int = 1) -> float:
+        torch.manual_seed(0)
+        model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length=32))
+        collator = FourMMaskingCollator(MaskingMixture.from_dict(demo.demo_mixture(settings, names)), config=model.config)
+        dataset = SeededMaskingDataset(demo_training_rows(demo, 512, tokenizer), seed=0)
+        optimizer = demo_optimizer(model, settings)
+        if world > 1:
+            torch.distributed.init_process_group("gloo")
+            model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)  # as Trainer
+        rng, seconds = np.random.default_rng(rank), []
+        for _ in range(steps + 3):
+            start = time.perf_counter()
+            batch = collator([dataset[int(i)] for i in rng.integers(0, len(dataset), settings.batch_size // world)])
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds.append(time.perf_counter() - start)
+        return statistics.median(seconds[3:]) * 1e3
+
+    threads = torch.get_num_threads()
+    rows = {}
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        rows[f"one process, {count} thread{'s' * (count > 1)}"] = median_step_ms()
+    torch.set_num_threads(threads)
+    rows["two processes of one thread (DDP)"] = max(run_forked_ranks(lambda rank: median_step_ms(rank, 2), 2))
+    best = rows["one process, 2 threads"]
+    print(f"\n| (f) 4M training step, batch {settings.batch_size} (wall ms, median of {steps}) | ms | against two threads |")
+    print("|---|---|---|")
+    for name, ms in rows.items():
+        print(f"| {name} | {ms:.0f} | {best / ms:.2f}x |")
+
+
 def seconds_per_call(function, repeats: int, clock=time.perf_counter) -> float:
     function()  # warm-up
     start = clock()
@@ -245,6 +313,8 @@ def main() -> None:
         f"**{times['foreach'] / times['fused']:.1f}x** |"
     )
     training_steps_table(demo, args, tokenizer)
+    optimizer_table(demo, model, settings, args.steps)
+    processes_table(demo, tokenizer, args.train_steps)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {demo._cpu_model()} (torch kernels: "
         f"{torch.backends.cpu.get_cpu_capability()}), load average {demo._load_average()}"

@@ -141,3 +141,19 @@ def transformer_matrix_names(model: nn.Module, block_types: tuple[type[nn.Module
                 if isinstance(layer, nn.Linear):
                     names.add(".".join(n for n in (block_name, layer_name, "weight") if n))
     return names
+
+
+def muon_adamw(
+    model: nn.Module, muon_names: set[str], no_decay_names: set[str], weight_decay: float, **options: Any
+) -> MuonAdamW:
+    """A `MuonAdamW` over `model`'s trainable parameters: those in `muon_names` in a Muon group, the others in AdamW
+    groups; every parameter decayed by `weight_decay` except those in `no_decay_names`. `options` go to `MuonAdamW`."""
+    groups: dict[tuple[bool, bool], list[torch.Tensor]] = defaultdict(list)  # (Muon, decayed) -> parameters
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups[name in muon_names, name not in no_decay_names].append(parameter)
+    return MuonAdamW(
+        [{"params": params, "use_muon": use_muon, "weight_decay": weight_decay if decayed else 0.0}
+         for (use_muon, decayed), params in sorted(groups.items(), reverse=True)],
+        **options,
+    )  # fmt: skip

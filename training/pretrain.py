@@ -47,7 +47,7 @@ from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, lo
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
 from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
-from fourm_hf.optimization import MuonAdamW, transformer_matrix_names
+from fourm_hf.optimization import muon_adamw, transformer_matrix_names
 
 logger = logging.get_logger(__name__)
 
@@ -215,15 +215,9 @@ class FourMPretrainer(ShardingTrainer):
         if self.is_fsdp_enabled:
             raise ValueError("--muon orthogonalises whole weight matrices, which FSDP shards: train with DDP instead.")
         model = self.model if model is None else model
-        muon = transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer))
-        decay = set(self.get_decay_parameter_names(model))
-        groups = {(True, True): [], (False, True): [], (False, False): []}  # (Muon, decayed)
-        for name, parameter in model.named_parameters():
-            if parameter.requires_grad:
-                groups[name in muon, name in decay or name in muon].append(parameter)
-        self.optimizer = MuonAdamW(
-            [{"params": params, "use_muon": use_muon, "weight_decay": self.args.weight_decay * decayed}
-             for (use_muon, decayed), params in groups.items() if params],
+        self.optimizer = muon_adamw(
+            model, transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer)), no_weight_decay_names(model),
+            self.args.weight_decay,
             lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
             update_rms=self.args.muon_update_rms,
         )  # fmt: skip
