@@ -37,8 +37,7 @@ from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 from fourm_hf.data.synthetic import generate_scenes
 from fourm_hf.distributed import run_forked_ranks
-from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
-from fourm_hf.optimization import muon_adamw, transformer_matrix_names
+from training.pretrain import muon_optimizer
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -204,14 +203,8 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
 
 
 def demo_optimizer(model, settings):
-    """The optimizer the demo trains its 4M with (pretrain.py's groups; Muon for the layer matrices)."""
-    sys.path.insert(0, str(DEMO.parents[1]))
-    from training.pretrain import no_weight_decay_names
-
-    return muon_adamw(
-        model, transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer)), no_weight_decay_names(model),
-        0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms,
-    )  # fmt: skip
+    """The optimizer the demo trains its 4M with (`pretrain.py --muon`)."""
+    return muon_optimizer(model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms)
 
 
 def optimizer_table(demo, model, settings, steps: int) -> None:

@@ -608,9 +608,10 @@ def train_fourm(
     callbacks: list | None = None, processes: int = 1,
 ) -> tuple[FourMForMaskedModeling, list[dict]]:  # fmt: skip
     """Pre-train with `training/pretrain.py` (official weight-decay groups, warm-up + cosine, masking collator; Muon
-    for the layer matrices unless `settings.muon_update_rms` is 0) and save the 4M to `output_dir/fourm`. With `processes > 1`, in that many forked CPU processes of one torch thread each (DDP
-    over gloo, `batch_size / processes` scenes per process and step: the same samples, masks and learning rate per
-    step as one process); `callbacks` then run in every process. Returns the trained 4M and the log history."""
+    for the layer matrices unless `settings.muon_update_rms` is 0) and save the 4M to `output_dir/fourm`. With
+    `processes > 1`, in that many forked CPU processes of one torch thread each (DDP over gloo, `batch_size /
+    processes` scenes per process and step: the same samples, masks and learning rate per step as one process);
+    `callbacks` then run in every process. Returns the trained 4M and the log history."""
     check_processes(settings, processes)
     tokens_per_step = (settings.input_tokens + settings.target_tokens) * settings.batch_size
     save_dir = output_dir / "fourm"

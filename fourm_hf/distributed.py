@@ -88,10 +88,9 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         raise RuntimeError("run_forked_ranks needs the fork start method (Linux, macOS); use `accelerate launch`.")
-    if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
-        raise ValueError(f"num_processes must be a positive int, got {num_processes!r}.")
-    if not isinstance(threads_per_process, int) or isinstance(threads_per_process, bool) or threads_per_process < 1:
-        raise ValueError(f"threads_per_process must be a positive int, got {threads_per_process!r}.")
+    for name, value in (("num_processes", num_processes), ("threads_per_process", threads_per_process)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
     with socket.socket() as probe:  # a free port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -47,7 +47,7 @@ from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, lo
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
 from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
 from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
-from fourm_hf.optimization import muon_adamw, transformer_matrix_names
+from fourm_hf.optimization import MuonAdamW, muon_adamw, transformer_matrix_names
 
 logger = logging.get_logger(__name__)
 
@@ -178,6 +178,13 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
+def muon_optimizer(model: nn.Module, weight_decay: float, **options: Any) -> MuonAdamW:
+    """`--muon`'s optimizer: the encoder and decoder layers' matrices on Muon, the rest on AdamW, with the official
+    weight-decay exclusions. `options` (lr, betas, eps, update_rms...) go to `MuonAdamW`."""
+    muon = transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer))
+    return muon_adamw(model, muon, no_weight_decay_names(model), weight_decay, **options)
+
+
 class FourMPretrainer(ShardingTrainer):
     """`Trainer` with 4M's weight-decay groups, warm-up + cosine schedule and per-modality loss logging."""
 
@@ -214,11 +221,9 @@ class FourMPretrainer(ShardingTrainer):
             return super().create_optimizer(model)
         if self.is_fsdp_enabled:
             raise ValueError("--muon orthogonalises whole weight matrices, which FSDP shards: train with DDP instead.")
-        model = self.model if model is None else model
-        self.optimizer = muon_adamw(
-            model, transformer_matrix_names(model, (FourMEncoderLayer, FourMDecoderLayer)), no_weight_decay_names(model),
-            self.args.weight_decay,
-            lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+        self.optimizer = muon_optimizer(
+            self.model if model is None else model, self.args.weight_decay, lr=self.args.learning_rate,
+            betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
             update_rms=self.args.muon_update_rms,
         )  # fmt: skip
         return self.optimizer
