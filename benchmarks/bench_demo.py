@@ -37,7 +37,6 @@ from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 from fourm_hf.data.synthetic import generate_scenes
 from fourm_hf.distributed import run_forked_ranks
-from training.pretrain import muon_optimizer
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -204,6 +203,8 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
 
 def demo_optimizer(model, settings):
     """The optimizer the demo trains its 4M with (`pretrain.py --muon`)."""
+    from training.pretrain import muon_optimizer  # importable once `load_demo` put the repository on the path
+
     return muon_optimizer(model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms)
 
 
