@@ -16,6 +16,7 @@ from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMImageProcessor, F
 from fourm_hf.data.synthetic import synthetic_scenes_dataset
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture
 from fourm_hf.conversion.official_fourm import rename_official_key
+from fourm_hf.data import pretokenization
 from fourm_hf.data.pretokenization import ImageColumn, TextColumn, crop_settings, pretokenize
 from fourm_hf.data.serialization import text_to_boxes
 from training.pretrain import FourMPretrainer, FourMPretrainingArguments, no_weight_decay_names, run_pretraining
@@ -340,6 +341,30 @@ def test_pretokenized_crops_are_aligned_across_modalities(scenes, tmp_path):
             assert row["det"][c][-1] == text_tokenizer.eos_token_id and len(labels) == len(boxes)
             np.testing.assert_allclose(decoded, np.array(boxes).reshape(-1, 4), atol=1 / 999 + 1e-6)
     assert flipped_seen > 0
+
+
+def test_fixed_shape_array_columns_are_read_from_arrow_as_arrays(scenes, tmp_path, monkeypatch):
+    """depth, normal and semseg (Array2D / Array3D columns) reach the map function as one array per batch read from
+    Arrow, not as nested lists; the rows equal those of the nested-list path."""
+    dataset, text_tokenizer, _ = scenes
+    read, arrow_arrays = [], pretokenization._arrow_arrays
+
+    def recorded(batch, column):
+        arrays = arrow_arrays(batch, column)
+        read.append((column, None if arrays is None else (arrays.shape, arrays.dtype.name)))
+        return arrays
+
+    options = {"text_columns": [TextColumn("det", "det")], "text_tokenizer": text_tokenizer, "num_crops": 2,
+               "seed": 1, "batch_size": 4, "num_shards": 2}  # fmt: skip
+    monkeypatch.setattr(pretokenization, "_arrow_arrays", recorded)
+    fast = pretokenize(dataset, scene_columns(PatchMeanTokenizer()), cache_dir=str(tmp_path / "a"), **options)
+    assert sorted(set(read)) == [
+        ("depth", ((3, 64, 80), "float32")), ("normal", ((3, 64, 80, 3), "float32")),
+        ("semseg", ((3, 64, 80), "uint8")),
+    ]  # fmt: skip
+    monkeypatch.setattr(pretokenization, "_arrow_arrays", lambda batch, column: None)
+    lists = pretokenize(dataset, scene_columns(PatchMeanTokenizer()), cache_dir=str(tmp_path / "b"), **options)
+    assert fast.to_dict() == lists.to_dict()
 
 
 def test_pretokenization_resumes_from_finished_shards(scenes, tmp_path):
