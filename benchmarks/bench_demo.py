@@ -202,22 +202,37 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
 
 
 def demo_optimizer(model, settings):
-    """The optimizer the demo trains its 4M with (`pretrain.py --muon`)."""
+    """The optimizer the demo trains its 4M with (`pretrain.py --muon`; under DDP each rank orthogonalises a share)."""
     from training.pretrain import muon_optimizer  # importable once `load_demo` put the repository on the path
 
-    return muon_optimizer(model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms)
+    return muon_optimizer(
+        model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms, split_across_ranks=True
+    )
 
 
 def optimizer_table(demo, model, settings, steps: int) -> None:
-    """(e) fused AdamW against MuonAdamW, ms per step with random gradients."""
+    """(e) fused AdamW against MuonAdamW, ms per step with random gradients; MuonAdamW also on two processes of one
+    thread, each orthogonalising its share of the matrices (as the demo's DDP ranks do), slower rank reported."""
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     adamw = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
     times = {name: seconds_per_call(opt.step, steps) for name, opt in (("adamw", adamw), ("muon", demo_optimizer(model, settings)))}
+
+    def split_step(rank: int) -> float:
+        torch.distributed.init_process_group("gloo")  # the forked ranks hold the same gradients
+        return seconds_per_call(demo_optimizer(model, settings).step, steps)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times["muon, one thread"] = seconds_per_call(demo_optimizer(model, settings).step, steps)
+    torch.set_num_threads(threads)
+    times["muon, split over two processes"] = max(run_forked_ranks(split_step, 2))
     model.zero_grad(set_to_none=True)
-    print("\n| (e) optimizer step of the demo's 4M | fused AdamW | MuonAdamW | ratio |\n|---|---|---|---|")
+    print("\n| (e) optimizer step of the demo's 4M | fused AdamW | MuonAdamW | ratio | MuonAdamW, one thread | "
+          "MuonAdamW split over two processes of one thread |\n|---|---|---|---|---|---|")
     print(f"| ms per step | {times['adamw'] * 1e3:.1f} | {times['muon'] * 1e3:.1f} | "
-          f"{times['muon'] / times['adamw']:.0f}x |")  # fmt: skip
+          f"{times['muon'] / times['adamw']:.0f}x | {times['muon, one thread'] * 1e3:.1f} | "
+          f"{times['muon, split over two processes'] * 1e3:.1f} |")  # fmt: skip
 
 
 def processes_table(demo, tokenizer, steps: int) -> None:

@@ -52,6 +52,9 @@ class MuonAdamW(torch.optim.Optimizer):
             larger values move the matrices faster than the rest).
         newton_schulz_steps: iterations of the orthogonalisation.
         fused: AdamW's fused kernel (CPU and CUDA).
+        split_across_ranks: under data parallelism (DDP: the same gradients and state on every rank of the
+            initialised process group), each rank orthogonalises a share of the matrices and one all-reduce gathers
+            the updates: the same step for 1/world of the work. Ignored without a process group of two ranks or more.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class MuonAdamW(torch.optim.Optimizer):
         update_rms: float = ADAMW_RMS,
         newton_schulz_steps: int = 5,
         fused: bool = True,
+        split_across_ranks: bool = False,
     ):
         ranges = (
             {"lr": lr, "eps": eps, "weight_decay": weight_decay, "update_rms": update_rms},
@@ -81,6 +85,9 @@ class MuonAdamW(torch.optim.Optimizer):
             "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
             "update_rms": update_rms, "newton_schulz_steps": newton_schulz_steps, "fused": fused, "use_muon": False,
         }  # fmt: skip
+        if not isinstance(split_across_ranks, bool):
+            raise ValueError(f"MuonAdamW split_across_ranks must be a bool, got {split_across_ranks!r}.")
+        self.split_across_ranks = split_across_ranks
         super().__init__(params, defaults)
         for group in self.param_groups:
             bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2] if group["use_muon"] else []
@@ -104,16 +111,32 @@ class MuonAdamW(torch.optim.Optimizer):
         buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
         grads = [p.grad for p in params]
         torch._foreach_lerp_(buffers, grads, 1 - momentum)
+        rank, world = _data_parallel_rank() if self.split_across_ranks else (0, 1)
         by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)  # tall matrices go as their transposes
         for index, p in enumerate(params):
             by_shape[min(p.shape), max(p.shape)].append(index)
-        for shape, indices in by_shape.items():  # one batched iteration per shape
-            wide = [params[i].shape[0] == shape[0] for i in indices]
-            mixed = [grads[i].lerp(buffers[i], momentum) for i in indices]  # Nesterov
-            updates = orthogonalize(torch.stack([m if w else m.T for m, w in zip(mixed, wide)]), group["newton_schulz_steps"])
+        owners = _balanced_owners([min(p.shape) ** 2 * max(p.shape) for p in params], world)  # ~FLOPs each
+        updates: list[torch.Tensor | None] = [None] * len(params)  # scaled, in each parameter's orientation
+        for shape, indices in by_shape.items():  # one batched iteration per shape, over this rank's share
+            share = [i for i in indices if owners[i] == rank]
+            if not share:
+                continue
+            wide = [params[i].shape[0] == shape[0] for i in share]
+            mixed = [grads[i].lerp(buffers[i], momentum) for i in share]  # Nesterov
+            stack = orthogonalize(torch.stack([m if w else m.T for m, w in zip(mixed, wide)]), group["newton_schulz_steps"])
             scale = lr * group["update_rms"] * math.sqrt(shape[1])  # an orthogonal update's RMS is 1/sqrt(columns)
-            for i, update, w in zip(indices, updates, wide):
-                params[i].mul_(1 - lr * group["weight_decay"]).add_(update if w else update.T, alpha=-scale)
+            for i, update, w in zip(share, stack * scale, wide):
+                updates[i] = update if w else update.T
+        if world > 1:  # every rank's share into one buffer, summed over the ranks (each entry comes from one rank)
+            flat = params[0].new_zeros(sum(p.numel() for p in params))
+            views = flat.split([p.numel() for p in params])
+            for view, update in zip(views, updates):
+                if update is not None:
+                    view.copy_(update.reshape(-1))
+            torch.distributed.all_reduce(flat)
+            updates = [view.view_as(p) for view, p in zip(views, params)]
+        for p, update in zip(params, updates):
+            p.mul_(1 - lr * group["weight_decay"]).sub_(update)
 
     def _adamw_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         states = [self.state[p] for p in params]
@@ -129,6 +152,22 @@ class MuonAdamW(torch.optim.Optimizer):
             beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
             maximize=False,
         )  # fmt: skip
+
+
+def _balanced_owners(costs: list[int], world: int) -> list[int]:
+    """The rank that computes each item: the costliest first, each to the least loaded rank (the lowest on ties)."""
+    loads, owners = [0] * world, [0] * len(costs)
+    for index in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        owners[index] = min(range(world), key=loads.__getitem__)
+        loads[owners[index]] += costs[index]
+    return owners
+
+
+def _data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) of the initialised default process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def transformer_matrix_names(model: nn.Module, block_types: tuple[type[nn.Module], ...]) -> set[str]:

@@ -10,6 +10,8 @@ import torch
 from test_pretrain import tiny_run
 from transformers import TrainerCallback
 
+from fourm_hf import optimization
+from fourm_hf.distributed import run_forked_ranks
 from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
 from fourm_hf.optimization import MuonAdamW, orthogonalize, transformer_matrix_names
 from training.pretrain import run_pretraining
@@ -76,6 +78,59 @@ def test_muon_step_is_the_orthogonalised_momentum_at_the_given_rms(update_rms):
     assert optimizer.state[weight]["momentum_buffer"].abs().sum() > 0 and "exp_avg" not in optimizer.state[weight]
 
 
+def _muon_matrices_model():
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(6, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 32),
+              torch.nn.Linear(32, 16), torch.nn.Linear(16, 3)]  # fmt: skip
+    return torch.nn.Sequential(*[m for layer in layers for m in (layer, torch.nn.Tanh())][:-1])
+
+
+def _muon_training(rank: int | None = None, split: bool = False) -> dict:
+    """Four MuonAdamW steps on `_muon_matrices_model` with the same data on every rank (as after DDP's all-reduce),
+    in a process group when a rank is given; returns the weights and how many matrices this process orthogonalised
+    per step."""
+    if rank is not None:
+        torch.distributed.init_process_group("gloo")
+    model, counted = _muon_matrices_model(), []
+    matrices = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    others = [p for p in model.parameters() if all(p is not m for m in matrices)]
+    optimizer = MuonAdamW(
+        [{"params": matrices, "use_muon": True}, {"params": others}], lr=1e-2, weight_decay=0.1, update_rms=0.3,
+        split_across_ranks=split,
+    )  # fmt: skip
+    orthogonalize_stack = optimization.orthogonalize
+
+    def counting(stack, steps):
+        counted.append(len(stack))
+        return orthogonalize_stack(stack, steps)
+
+    optimization.orthogonalize = counting
+    try:
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(4):
+            model(torch.randn(8, 6, generator=generator)).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    finally:
+        optimization.orthogonalize = orthogonalize_stack
+    return {"weights": [p.detach().clone() for p in model.parameters()], "orthogonalised": sum(counted) / 4}
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_muon_split_across_ranks_matches_one_process_with_a_share_of_the_work_each(world):
+    alone = _muon_training()
+    ranks = run_forked_ranks(lambda rank: _muon_training(rank, split=True), world)
+    assert alone["orthogonalised"] == 6
+    # 32x16 (x2), 16x16 (x2), 16x6, 3x16: costliest first, each to the least loaded rank
+    assert [r["orthogonalised"] for r in ranks] == {2: [3, 3], 3: [2, 2, 2]}[world]
+    for result in ranks:
+        for got, expected in zip(result["weights"], alone["weights"]):
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    unsplit = run_forked_ranks(lambda rank: _muon_training(rank, split=False), 2)
+    assert [r["orthogonalised"] for r in unsplit] == [6, 6]  # the default: every rank computes every update
+    assert _muon_training(split=True)["orthogonalised"] == 6  # no process group: nothing to split
+
+
 def test_muon_adamw_rejects_bad_groups_and_hyperparameters():
     model = _toy_model()
     with pytest.raises(ValueError, match=r"2-D weights only; a use_muon group holds shapes \[\(16,\)\]"):
@@ -86,6 +141,8 @@ def test_muon_adamw_rejects_bad_groups_and_hyperparameters():
             MuonAdamW(model.parameters(), **bad)
     with pytest.raises(ValueError, match="newton_schulz_steps must be a positive int"):
         MuonAdamW(model.parameters(), newton_schulz_steps=0)
+    with pytest.raises(ValueError, match="split_across_ranks must be a bool, got 'yes'"):
+        MuonAdamW(model.parameters(), split_across_ranks="yes")
 
 
 class StopAfter(TrainerCallback):

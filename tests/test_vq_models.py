@@ -2,6 +2,7 @@
 dead-code restarts, Memcodes heads), VQ-VAE and DiVAE encode / decode, input checks, schedulers, losses, presets and
 save / load."""
 
+import copy
 import math
 import re
 
@@ -19,6 +20,7 @@ from fourm_hf import (
     FourMVQVAEConfig,
     load_vq_model,
 )
+from fourm_hf.models.fourm_vq import modeling_fourm_vq
 from fourm_hf.models.fourm_vq.configuration_fourm_vq import RECONSTRUCTION_LOSSES
 from fourm_hf.models.fourm_vq.modeling_fourm_vq import (
     RECONSTRUCTION_LOSS_FUNCTIONS,
@@ -265,6 +267,25 @@ def test_class_id_input():
     with pytest.raises(ValueError, match=r"x must be class ids of shape \(batch, height, width\), got \(1, 1, 32, 32\)"):
         model.encode(labels[:1, None])
     torch.testing.assert_close(model.encode(labels.to(torch.uint8)), ids)  # any integer dtype
+
+
+def test_class_embedding_gradient_is_the_lookups(monkeypatch):
+    """Class ids are embedded by a lookup whose weight gradient is accumulated with index_put_ (faster on CPU than
+    torch's embedding backward): the loss and every gradient equal those of a plain `F.embedding`."""
+    model = tiny_vqvae(num_classes=5, num_channels=4, reconstruction_loss="cross_entropy").train()
+    reference = copy.deepcopy(model)
+    labels = torch.randint(0, 4, (3, 32, 32))
+    labels[0] = 2  # a class filling a whole image; class 4 appears nowhere (a zero gradient row)
+    loss = model(labels).loss
+    loss.backward()
+    monkeypatch.setattr(modeling_fourm_vq._ClassIdEmbedding, "apply", lambda weight, ids: F.embedding(ids, weight))
+    reference_loss = reference(labels).loss
+    reference_loss.backward()
+    assert torch.equal(loss, reference_loss)
+    grad = model.class_embedding.weight.grad
+    assert grad[:4].abs().sum(1).min() > 0 and grad[4].abs().sum() == 0
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
 
 
 def test_feature_maps_use_a_pointwise_projection():

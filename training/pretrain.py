@@ -216,7 +216,7 @@ class FourMPretrainer(ShardingTrainer):
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """AdamW as `Trainer` builds it, or with `--muon` a `MuonAdamW` over the same weight-decay groups, the
-        encoder and decoder layers' matrices in Muon groups."""
+        encoder and decoder layers' matrices in Muon groups (orthogonalised a share per rank under DDP)."""
         if not self.args.muon or self.optimizer is not None:
             return super().create_optimizer(model)
         if self.is_fsdp_enabled:
@@ -224,7 +224,7 @@ class FourMPretrainer(ShardingTrainer):
         self.optimizer = muon_optimizer(
             self.model if model is None else model, self.args.weight_decay, lr=self.args.learning_rate,
             betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
-            update_rms=self.args.muon_update_rms,
+            update_rms=self.args.muon_update_rms, split_across_ranks=self.args.world_size > 1,  # DDP: same gradients
         )  # fmt: skip
         return self.optimizer
 
