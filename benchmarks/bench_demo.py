@@ -12,7 +12,9 @@
     faster); a much lower one says it is bound by per-op overhead.
 (d) The 4M's forward + backward on collated demo batches with `skip_padding_slots` off (every decoder slot
     computed) and on (the padding slots' token-wise work skipped), losses checked equal.
-(e) The optimizer step of the demo's 4M: fused AdamW against `MuonAdamW` (the demo's groups).
+(e) The optimizer step of the demo's 4M: fused AdamW against `MuonAdamW` (the demo's groups); then MuonAdamW in two
+    forked processes at once, every update on each rank against a share per rank (`split_across_ranks`), for the
+    quick run's 4M and for the `--long` preset's (width 256, 6 + 6 layers).
 (f) A whole 4M training step (collate, forward, backward, optimizer; wall ms, median) in one process with one and
     with two torch threads, against two forked processes of one thread (`run_forked_ranks`, DDP over gloo) that
     each take half of the batch.
@@ -211,28 +213,37 @@ def demo_optimizer(model, settings):
 
 
 def optimizer_table(demo, model, settings, steps: int) -> None:
-    """(e) fused AdamW against MuonAdamW, ms per step with random gradients; MuonAdamW also on two processes of one
-    thread, each orthogonalising its share of the matrices (as the demo's DDP ranks do), slower rank reported."""
+    """(e) fused AdamW against MuonAdamW, ms per step with random gradients; then MuonAdamW in two processes of one
+    thread at once (as the demo's DDP ranks run it), each computing every update or a share of them (the slower
+    rank reported)."""
+    from training.pretrain import muon_optimizer
+
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     adamw = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
-    times = {name: seconds_per_call(opt.step, steps) for name, opt in (("adamw", adamw), ("muon", demo_optimizer(model, settings)))}
+    optimizers = {"adamw": adamw, "muon": demo_optimizer(model, settings)}
+    times = {name: seconds_per_call(optimizer.step, steps) for name, optimizer in optimizers.items()}
 
-    def split_step(rank: int) -> float:
-        torch.distributed.init_process_group("gloo")  # the forked ranks hold the same gradients
-        return seconds_per_call(demo_optimizer(model, settings).step, steps)
+    def pair_step(split: bool) -> float:
+        def rank_step(rank: int) -> float:
+            torch.distributed.init_process_group("gloo")  # the forked ranks hold the same gradients
+            optimizer = muon_optimizer(
+                model, 0.05, lr=1e-4, update_rms=settings.muon_update_rms, split_across_ranks=split
+            )
+            return seconds_per_call(optimizer.step, steps)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    times["muon, one thread"] = seconds_per_call(demo_optimizer(model, settings).step, steps)
-    torch.set_num_threads(threads)
-    times["muon, split over two processes"] = max(run_forked_ranks(split_step, 2))
+        return max(run_forked_ranks(rank_step, 2))
+
+    pairs = {split: pair_step(split) for split in (False, True)}
     model.zero_grad(set_to_none=True)
-    print("\n| (e) optimizer step of the demo's 4M | fused AdamW | MuonAdamW | ratio | MuonAdamW, one thread | "
-          "MuonAdamW split over two processes of one thread |\n|---|---|---|---|---|---|")
+    size = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"
+    print(f"\n| (e) optimizer step, 4M of {size} | fused AdamW | MuonAdamW | ratio |\n|---|---|---|---|")
     print(f"| ms per step | {times['adamw'] * 1e3:.1f} | {times['muon'] * 1e3:.1f} | "
-          f"{times['muon'] / times['adamw']:.0f}x | {times['muon, one thread'] * 1e3:.1f} | "
-          f"{times['muon, split over two processes'] * 1e3:.1f} |")  # fmt: skip
+          f"{times['muon'] / times['adamw']:.0f}x |")  # fmt: skip
+    print("\n| MuonAdamW in two processes of one thread at once | every update on each rank | a share per rank "
+          "(pretrain.py under DDP) | ratio |\n|---|---|---|---|")
+    print(f"| ms per step | {pairs[False] * 1e3:.1f} | {pairs[True] * 1e3:.1f} | "
+          f"**{pairs[False] / pairs[True]:.2f}x** |")  # fmt: skip
 
 
 def processes_table(demo, tokenizer, steps: int) -> None:
@@ -323,6 +334,11 @@ def main() -> None:
     )
     training_steps_table(demo, args, tokenizer)
     optimizer_table(demo, model, settings, args.steps)
+    long = demo.PRESETS["long"]
+    long_model = FourMForMaskedModeling(
+        demo.fourm_config(long, demo.register_demo_modalities(long), len(tokenizer), max_length=32)
+    )
+    optimizer_table(demo, long_model, long, 5)
     processes_table(demo, tokenizer, args.train_steps)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {demo._cpu_model()} (torch kernels: "

@@ -123,7 +123,8 @@ class MuonAdamW(torch.optim.Optimizer):
                 continue
             wide = [params[i].shape[0] == shape[0] for i in share]
             mixed = [grads[i].lerp(buffers[i], momentum) for i in share]  # Nesterov
-            stack = orthogonalize(torch.stack([m if w else m.T for m, w in zip(mixed, wide)]), group["newton_schulz_steps"])
+            stack = torch.stack([m if w else m.T for m, w in zip(mixed, wide)])
+            stack = orthogonalize(stack, group["newton_schulz_steps"])
             scale = lr * group["update_rms"] * math.sqrt(shape[1])  # an orthogonal update's RMS is 1/sqrt(columns)
             for i, update, w in zip(share, stack * scale, wide):
                 updates[i] = update if w else update.T
