@@ -19,7 +19,7 @@ The whole pipeline of the 4M paper, shrunk to run on a laptop CPU:
    accuracy, box recall, the tokenizers' own reconstruction ceiling, timings) and `grid.png` (inputs, predictions,
    ground truth).
 
-    python examples/demo.py                      # --quick (default): 8-20 min on 2 CPU cores
+    python examples/demo.py                      # --quick (default): 5-11 min on 2 CPU cores
     python examples/demo.py --long               # bigger data, tokenizers and model, many more steps
     python examples/demo.py --steps 3000 --hidden_size 192 --output_dir outputs/demo_big   # any setting
 

