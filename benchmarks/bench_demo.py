@@ -204,11 +204,11 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
 
 
 def demo_optimizer(model, settings):
-    """The optimizer the demo trains its 4M with (`pretrain.py --muon`; under DDP each rank orthogonalises a share)."""
+    """The optimizer the demo trains its 4M with (`pretrain.py --muon`)."""
     from training.pretrain import muon_optimizer  # importable once `load_demo` put the repository on the path
 
     return muon_optimizer(
-        model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms, split_across_ranks=True
+        model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms
     )
 
 
@@ -241,7 +241,7 @@ def optimizer_table(demo, model, settings, steps: int) -> None:
     print(f"| ms per step | {times['adamw'] * 1e3:.1f} | {times['muon'] * 1e3:.1f} | "
           f"{times['muon'] / times['adamw']:.0f}x |")  # fmt: skip
     print("\n| MuonAdamW in two processes of one thread at once | every update on each rank | a share per rank "
-          "(pretrain.py under DDP) | ratio |\n|---|---|---|---|")
+          "(--muon_split_across_ranks) | ratio |\n|---|---|---|---|")
     print(f"| ms per step | {pairs[False] * 1e3:.1f} | {pairs[True] * 1e3:.1f} | "
           f"**{pairs[False] / pairs[True]:.2f}x** |")  # fmt: skip
 
