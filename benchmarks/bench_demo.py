@@ -203,21 +203,20 @@ def decoder_padding_table(model, collator, dataset, settings, steps: int) -> Non
           f"{packed:.0f} | **{padded / packed:.2f}x** |")
 
 
-def demo_optimizer(model, settings):
-    """The optimizer the demo trains its 4M with (`pretrain.py --muon`)."""
+def demo_optimizer(model, settings, split_across_ranks: bool = False):
+    """The optimizer the demo trains its 4M with (`pretrain.py --muon`), optionally split across DDP ranks."""
     from training.pretrain import muon_optimizer  # importable once `load_demo` put the repository on the path
 
     return muon_optimizer(
-        model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms
-    )
+        model, 0.05, lr=1e-4, betas=(0.9, 0.95), update_rms=settings.muon_update_rms,
+        split_across_ranks=split_across_ranks,
+    )  # fmt: skip
 
 
 def optimizer_table(demo, model, settings, steps: int) -> None:
     """(e) fused AdamW against MuonAdamW, ms per step with random gradients; then MuonAdamW in two processes of one
     thread at once (as the demo's DDP ranks run it), each computing every update or a share of them (the slower
     rank reported)."""
-    from training.pretrain import muon_optimizer
-
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     adamw = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
@@ -227,10 +226,7 @@ def optimizer_table(demo, model, settings, steps: int) -> None:
     def pair_step(split: bool) -> float:
         def rank_step(rank: int) -> float:
             torch.distributed.init_process_group("gloo")  # the forked ranks hold the same gradients
-            optimizer = muon_optimizer(
-                model, 0.05, lr=1e-4, update_rms=settings.muon_update_rms, split_across_ranks=split
-            )
-            return seconds_per_call(optimizer.step, steps)
+            return seconds_per_call(demo_optimizer(model, settings, split_across_ranks=split).step, steps)
 
         return max(run_forked_ranks(rank_step, 2))
 
