@@ -43,6 +43,7 @@ MIN_ALPHA = 1e-9
 KEEP_PROB_DECAY = 0.9
 _REDRAWS = 16
 # ImageNet statistics: the official normalisation of raw RGB (`rgb@224`) encoder inputs.
+_PIXEL_MEAN, _PIXEL_STD = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
 
 # Keep-probability schemes of span masking: one draw per sample and sequence modality.
 KEEP_SCHEMES: dict[str, Callable[[np.random.Generator], float]] = {
@@ -519,8 +520,7 @@ class FourMMaskingCollator:
     def _pixels(info: ModalitySpec, array: np.ndarray) -> np.ndarray:
         size, channels = info.image_size, info.num_channels
         if np.issubdtype(array.dtype, np.integer) and array.shape == (size, size, channels):  # 0-255 values
-            mean, std = np.array(IMAGENET_DEFAULT_MEAN, np.float32), np.array(IMAGENET_DEFAULT_STD, np.float32)
-            return ((array.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
+            return ((array.astype(np.float32) / 255.0 - _PIXEL_MEAN) / _PIXEL_STD).transpose(2, 0, 1)
         if np.issubdtype(array.dtype, np.floating) and array.shape == (channels, size, size):
             check_finite(torch.from_numpy(array), "pixels", info.name)
             return array.astype(np.float32)
@@ -713,8 +713,8 @@ def _token_ids(info: ModalitySpec, value: Any) -> np.ndarray:
         hint = " (whole numbers: cast with .astype(np.int64))" if whole else ""
         raise TypeError(f"{info.name} expects integer token ids, got {ids.dtype}{hint}.")
     ids = ids.astype(np.int64)
-    if ids.size:
-        check_range(torch.from_numpy(ids), f"{info.name} token ids", info.vocab_size)
+    if ids.size and (ids.min() < 0 or ids.max() >= info.vocab_size):
+        check_range(torch.from_numpy(ids), f"{info.name} token ids", info.vocab_size)  # raises, naming the range
     return ids
 
 
