@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from huggingface_hub import ModelCard
 from safetensors import SafetensorError
@@ -40,8 +41,9 @@ def check_finite(tensor: torch.Tensor, argument: str, owner: str) -> None:
         raise ValueError(f"{owner}: {argument} holds {bad} NaN or infinite value(s) of {tensor.numel()}.")
 
 
-def check_range(ids: torch.Tensor, what: str, size: int, note: str = "") -> None:
-    """Raise a `ValueError` unless the integer `ids` (described as `what`) lie in `[0, size)`."""
+def check_range(ids: torch.Tensor | np.ndarray, what: str, size: int, note: str = "") -> None:
+    """Raise a `ValueError` unless the integer `ids` (a tensor or a numpy array, described as `what`) lie in
+    `[0, size)`."""
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= size:
         raise ValueError(f"{what} must lie in [0, {size}){note}, got values in [{low}, {high}].")
