@@ -15,6 +15,7 @@ from conftest import imported_script
 from PIL import Image
 
 from fourm_hf import FourMForMaskedModeling, FourMProcessor, FourMVQVAE
+from fourm_hf.data.synthetic import generate_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +103,17 @@ def test_depth_errors_and_baselines(demo):
     np.testing.assert_array_equal(base["semseg"], [[0, 2]])
     np.testing.assert_allclose(base["depth"], [[3.0, 2.0]])
 
+
+
+def test_scene_arrays_read_from_arrow_equal_the_rendered_scenes(demo, tmp_path):
+    scenes = demo.scenes_dataset(5, 12, 32, 0, str(tmp_path))  # two rendering processes
+    arrays = demo.scene_arrays(scenes.select(range(2, 9)))  # an indices mapping: the selected rows, in order
+    assert {n: (a.shape, a.dtype) for n, a in arrays.items()} == {
+        "rgb": ((7, 32, 32, 3), np.uint8), "depth": ((7, 32, 32), np.float32), "semseg": ((7, 32, 32), np.uint8)
+    }  # fmt: skip
+    for row, scene in enumerate(generate_scenes(7, 7, 0, 32, 32)):
+        for name in ("rgb", "depth", "semseg"):
+            np.testing.assert_array_equal(arrays[name][row], scene[name])
 
 def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
     dataset = datasets.Dataset.from_dict(

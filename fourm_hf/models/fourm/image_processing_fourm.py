@@ -238,8 +238,10 @@ class FourMImageProcessor(BaseImageProcessor):
         mean, std = (
             (self.image_mean, self.image_std) if normalization == "imagenet" else (TOKENIZER_MEAN, TOKENIZER_STD)
         )
-        batch = []
-        for index, array in enumerate(_image_batch(images, 3, "rgb", pil_mode="RGB")):
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        arrays = _image_batch(images, 3, "rgb", pil_mode="RGB")
+        batch = np.empty((len(arrays), size, size, 3), np.float32)  # filled in place; channels last in memory, as ever
+        for index, array in enumerate(arrays):
             if array.dtype != np.uint8:
                 dtype, array = array.dtype, array.astype(np.float32)
                 if array.size and (array.min() < 0.0 or array.max() > 1.0):
@@ -249,8 +251,8 @@ class FourMImageProcessor(BaseImageProcessor):
                     )
             array = self.crop_and_resize(array, size, self.resample, "rgb")
             array = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array
-            batch.append((array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32))
-        return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32)
+            batch[index] = (array - mean) / std
+        return batch.transpose(0, 3, 1, 2)
 
     def truncated_standardize(self, depth: np.ndarray) -> np.ndarray:
         """Standardise one depth map with the mean and (unbiased) variance of its values between the
