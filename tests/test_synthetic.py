@@ -20,6 +20,7 @@ from fourm_hf.data.synthetic import (
     render_scene,
     synthetic_scenes_dataset,
 )
+from fourm_hf.data.synthetic import _hit_objects, _intersect, sample_objects
 
 SEEDS = [(0, i) for i in range(6)]
 
@@ -118,6 +119,31 @@ def test_boxes_are_tight_around_their_class_pixels_and_caption_lists_them(seed):
     for shape in ("sphere", "cube", "cylinder"):
         assert caption.count(f" {shape}") == sum(i["class_name"] == shape for i in instances), caption
     assert caption.endswith(" on a gray floor.")
+
+
+def test_ray_casting_tests_only_rays_near_an_object_and_finds_every_hit_all_rays_find():
+    """`_hit_objects` runs the exact intersection only on rays through each object's bounding sphere; the nearest hits
+    must be those of testing every ray against every object, to the bit, camera rays and rays leaving the surfaces
+    (shadow rays) alike."""
+    dirs = camera_rays(48, 48).reshape(-1, 3)
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        objects = sample_objects(rng)
+        with np.errstate(divide="ignore", invalid="ignore"):  # as render_scene: misses give NaN along the way
+            t, _, index = _hit_objects(objects, np.zeros_like(dirs), dirs)
+        points = np.where(np.isfinite(t), t, 5.0)[:, None] * dirs  # on the objects, or in mid-air
+        for origins, directions in ((np.zeros_like(dirs), dirs), (points, np.broadcast_to(LIGHT, dirs.shape))):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                best_t, best_n, best_i = _hit_objects(objects, origins, directions)
+                every = [_intersect(obj, origins, directions) for obj in objects]
+            all_t = np.stack([t for t, _ in every])  # (objects, rays)
+            nearest = np.where(np.isfinite(all_t).any(0), all_t.argmin(0), -1)
+            np.testing.assert_array_equal(best_i, nearest)
+            np.testing.assert_array_equal(best_t, np.where(nearest >= 0, all_t.min(0), np.inf))
+            hit = nearest >= 0
+            normals = np.stack([n for _, n in every])[nearest[hit], np.flatnonzero(hit)]
+            np.testing.assert_array_equal(best_n[hit], normals)
+        assert (index >= 0).sum() > 0 or not objects
 
 
 def test_scenes_rendered_in_two_processes_equal_the_scene_generator(tmp_path):

@@ -18,6 +18,7 @@ Coordinates: camera frame, x right, y down, z forward (depth = z); normals are u
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -81,6 +82,14 @@ def camera_rays(height: int, width: int) -> np.ndarray:
     v = (np.arange(height) + 0.5 - height / 2) / focal
     rays = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((height, width))), axis=-1)
     return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _flat_camera_rays(height: int, width: int) -> np.ndarray:
+    """`camera_rays` as `(height * width, 3)`, computed once per size (read-only: every scene shares it)."""
+    rays = camera_rays(height, width).reshape(-1, 3)
+    rays.setflags(write=False)
+    return rays
 
 
 def sample_objects(rng: np.random.Generator, max_objects: int = 4) -> list[SceneObject]:
@@ -153,15 +162,37 @@ def _intersect(obj: SceneObject, origins: np.ndarray, dirs: np.ndarray) -> tuple
     return t, _rotate_y(np.nan_to_num(normals), obj.yaw)
 
 
+def _bounding_radius(obj: SceneObject) -> float:
+    """Radius of a sphere about the object's centre that holds the whole object."""
+    if obj.shape == "sphere":
+        return obj.size
+    half_width = obj.size * (math.sqrt(2.0) if obj.shape == "cube" else 1.0)  # a cube's corner, a cylinder's rim
+    return math.hypot(half_width, obj.height / 2)
+
+
+def _candidate_rays(obj: SceneObject, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Indices of the rays (unit directions) that pass through the object's bounding sphere ahead of their origin,
+    with a margin: every ray that can hit the object, and a few that miss it. An object covers a small part of the
+    image, so the exact test then runs on a few rays instead of all of them."""
+    radius = 1.001 * _bounding_radius(obj) + 1e-6
+    to_centre = np.asarray(obj.position) - origins
+    along = np.einsum("ij,ij->i", to_centre, dirs)
+    across = np.einsum("ij,ij->i", to_centre, to_centre) - along * along  # squared distance of the centre to the ray
+    return np.flatnonzero((across <= radius * radius) & (along >= -radius))
+
+
 def _hit_objects(objects: list[SceneObject], origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Nearest object hit: distance, normal and object index (-1 for none)."""
+    """Nearest object hit: distance, normal and object index (-1 for none). Each object is tested exactly on the rays
+    through its bounding sphere only (the others miss it: the same result as testing every ray)."""
     best_t = np.full(len(dirs), np.inf)
     best_n = np.zeros_like(dirs)
     best_i = np.full(len(dirs), -1)
     for index, obj in enumerate(objects):
-        t, normals = _intersect(obj, origins, dirs)
-        closer = t < best_t
-        best_t[closer], best_n[closer], best_i[closer] = t[closer], normals[closer], index
+        rays = _candidate_rays(obj, origins, dirs)
+        t, normals = _intersect(obj, origins[rays], dirs[rays])
+        closer = t < best_t[rays]
+        hit = rays[closer]
+        best_t[hit], best_n[hit], best_i[hit] = t[closer], normals[closer], index
     return best_t, best_n, best_i
 
 
@@ -182,7 +213,7 @@ def render_scene(seed: int | tuple[int, ...], height: int = 224, width: int = 22
 def _render(seed: int | tuple[int, ...], height: int, width: int, max_objects: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     objects = sample_objects(rng, max_objects)
-    dirs = camera_rays(height, width).reshape(-1, 3)
+    dirs = _flat_camera_rays(height, width)
     origins = np.zeros_like(dirs)
 
     # 1. primary rays: objects, floor (y = FLOOR_Y) and wall (z = WALL_Z); the wall closes every view
