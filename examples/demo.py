@@ -651,6 +651,9 @@ def train_fourm(
             seed=settings.seed, masking_seed=settings.seed,
             optim="adamw_torch_fused",  # the official AdamW, one fused kernel (4x faster steps on CPU than foreach)
             ddp_broadcast_buffers=False,  # DDP: the only buffers are fixed position tables, one collective less a step
+            # every parameter gets a gradient from every batch (a modality without targets adds 0 x its logits), so
+            # DDP need not search the autograd graph for unused ones after each forward (~4% of a step)
+            ddp_find_unused_parameters=False,
             **({"muon": True, "muon_update_rms": settings.muon_update_rms} if settings.muon_update_rms else {}),
         )  # fmt: skip
         trainer = run_pretraining(args, model=model, train_dataset=dataset, callbacks=callbacks)

@@ -14,7 +14,9 @@ import torch
 from conftest import imported_script
 from PIL import Image
 
-from fourm_hf import FourMForMaskedModeling, FourMProcessor, FourMVQVAE
+from fourm_hf import FourMForMaskedModeling, FourMImageProcessor, FourMProcessor, FourMVQVAE
+from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
+from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
 from fourm_hf.data.synthetic import generate_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +155,45 @@ def test_command_line_presets_and_overrides(demo):
     assert long.steps == 7 and long.learning_rate == 0.01 and long.num_train == demo.PRESETS["long"].num_train
     with pytest.raises(SystemExit):
         demo.parse_args(["--quick", "--long"])
+
+
+def test_every_4m_parameter_gets_a_gradient_whichever_masking_strategies_a_batch_holds(demo, tmp_path):
+    """The demo's DDP runs without the unused-parameter search (`ddp_find_unused_parameters=False`), which stops a
+    run whose step leaves any parameter without a gradient. So every parameter of the 4M must get one from every
+    batch: here from batches of pre-tokenised scenes whose samples all use one masking strategy of the mixture (the
+    extreme case of a rank's share of a step), and from a mixed batch."""
+    settings = demo.DemoSettings(image_size=32, input_tokens=16, target_tokens=24, hidden_size=32)
+    names = demo.register_demo_modalities(settings)
+    scenes = demo.scenes_dataset(0, 24, 32, 0, str(tmp_path))
+    text = scenes.select_columns(["caption", "det"])[:]
+    tokenizer = demo.train_text_tokenizer(text["caption"], text["det"], 32)
+    _, max_length = demo.text_lengths(tokenizer, text["caption"], text["det"])
+    processor = FourMProcessor(FourMImageProcessor(image_size=32, patch_size=8, do_center_crop=False), tokenizer)
+    generator = torch.Generator().manual_seed(0)
+
+    def random_ids(pixels):  # a VQ-VAE stand-in: the ids' values do not matter here, only the modalities' layout
+        return torch.randint(0, 256, (pixels.shape[0], 16), generator=generator)
+
+    image_columns = [ImageColumn("rgb", names["pixels"])] + [
+        ImageColumn(m, names[m], tokenizer=random_ids) for m in demo.IMAGE_MODALITIES
+    ]
+    rows = pretokenize(
+        scenes, image_columns, [TextColumn("caption", "caption"), TextColumn("det", "det")],
+        text_tokenizer=tokenizer, image_processor=processor.image_processor, image_size=32, num_crops=1, seed=0,
+    )  # fmt: skip
+    rows = SeededMaskingDataset(demo.InMemoryRows.from_dataset(rows), seed=0)
+    torch.manual_seed(0)
+    model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(tokenizer), max_length))
+    strategies = len(demo.MIXTURE_WEIGHTS)
+    for weights in [[float(i == s) for i in range(strategies)] for s in range(strategies)] + [None]:
+        mixture = demo.demo_mixture(settings, names)
+        mixture["sampling_weights"] = weights or list(demo.MIXTURE_WEIGHTS)
+        collator = FourMMaskingCollator(MaskingMixture.from_dict(mixture), config=model.config)
+        for start in (0, 8, 16):
+            model.zero_grad(set_to_none=True)
+            model(**collator([rows[i] for i in range(start, start + 8)])).loss.backward()
+            missing = [name for name, p in model.named_parameters() if p.grad is None]
+            assert not missing, f"mixture weights {weights}: no gradient for {missing}"
 
 
 def test_smoke_run_writes_metrics_grid_and_reloadable_models(demo, tmp_path):
