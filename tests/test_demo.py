@@ -118,17 +118,26 @@ def test_scene_arrays_read_from_arrow_equal_the_rendered_scenes(demo, tmp_path):
             np.testing.assert_array_equal(arrays[name][row], scene[name])
 
 def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
+    features = datasets.Features({
+        "tokens": datasets.List(datasets.Value("int64")), "caption": datasets.List(datasets.Value("int32")),
+        "name": datasets.Value("string"), "grid": datasets.Array2D((2, 3), "uint8"),
+    })  # fmt: skip
+    grids = np.arange(18, dtype=np.uint8).reshape(3, 2, 3)
     dataset = datasets.Dataset.from_dict(
-        {"tokens": [[1, 2, 3], [4, 5, 6]], "caption": [[7], [8, 9, 10, 11]], "name": ["a", "b"]}
-    )
+        {"tokens": [[1, 2, 3], [4, 5, 6], [0, 0, 1]], "caption": [[7], [8, 9, 10, 11], []], "name": ["a", "b", "c"],
+         "grid": list(grids)}, features=features,
+    ).select([2, 0, 1])  # fmt: skip
     rows = demo.InMemoryRows.from_dataset(dataset)
-    assert len(rows) == 2
-    for index in range(2):
+    assert len(rows) == 3
+    assert list(rows.columns) == ["tokens", "caption", "name", "grid"]
+    assert rows.columns["grid"].dtype == np.uint8  # read from Arrow in one piece, as stored
+    for index in range(3):
         expected = dataset.with_format("numpy")[index]
-        assert sorted(rows[index]) == ["caption", "name", "tokens"]
-        for name in ("tokens", "caption"):
+        assert sorted(rows[index]) == ["caption", "grid", "name", "tokens"]
+        for name in ("tokens", "caption", "grid"):
             np.testing.assert_array_equal(rows[index][name], expected[name])
-    assert rows[1]["name"] == "b"
+    np.testing.assert_array_equal(rows[0]["grid"], grids[2])
+    assert [rows[i]["name"] for i in range(3)] == ["c", "a", "b"]
     with pytest.raises(ValueError, match=r"one length, got lengths \[2, 3\]"):
         demo.InMemoryRows({"a": np.zeros(2), "b": np.zeros(3)})
 
