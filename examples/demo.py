@@ -358,8 +358,8 @@ FIXED_SHAPE_ARRAYS = (datasets.Array2D, datasets.Array3D, datasets.Array4D, data
 
 def arrow_arrays(dataset: datasets.Dataset, names: list[str]) -> dict[str, np.ndarray]:
     """Fixed-shape array columns (`Array2D` ... `Array5D`) without missing values as `(N, ...)` arrays, read from the
-    dataset's Arrow table in one piece. `datasets`' numpy formatting builds each row's array one by one: 10-30x
-    slower for the demo's 10,000 scenes."""
+    dataset's Arrow table in one piece. `datasets`' numpy formatting builds each row's array one by one (and as
+    int64): ~8 s against 0.3 s for the demo's 10,000 pre-tokenised scenes."""
     table = dataset.with_format("arrow", columns=names)[:]
     return {name: table.column(name).combine_chunks().to_numpy(zero_copy_only=False) for name in names}
 
