@@ -77,7 +77,7 @@ from fourm_hf.checks import check_int, check_number
 from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.synthetic import COLORS, SHAPES, SYNTHETIC_CLASSES, synthetic_scenes_dataset
 from fourm_hf.evaluation.metrics import mean_iou
-from fourm_hf.data.pretokenization import ImageColumn, TextColumn, pretokenize
+from fourm_hf.data.pretokenization import ImageColumn, TextColumn, fixed_shape_arrays, pretokenize
 from fourm_hf.data.serialization import boxes_to_text
 from fourm_hf.data.streaming import run_parallel
 from fourm_hf.distributed import run_forked_ranks
@@ -353,24 +353,13 @@ def text_lengths(tokenizer: FourMTokenizer, captions: list[str], dets: list[dict
     return max(lengths), 8 * math.ceil((max(lengths) + 2) / 8)
 
 
-FIXED_SHAPE_ARRAYS = (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)
-
-
-def arrow_arrays(dataset: datasets.Dataset, names: list[str]) -> dict[str, np.ndarray]:
-    """Fixed-shape array columns (`Array2D` ... `Array5D`) without missing values as `(N, ...)` arrays, read from the
-    dataset's Arrow table in one piece. `datasets`' numpy formatting builds each row's array one by one (and as
-    int64): ~8 s against 0.3 s for the demo's 10,000 pre-tokenised scenes."""
-    table = dataset.with_format("arrow", columns=names)[:]
-    return {name: table.column(name).combine_chunks().to_numpy(zero_copy_only=False) for name in names}
-
-
 def scene_arrays(dataset) -> dict[str, np.ndarray]:
     """RGB (N, H, W, 3) uint8, depth (N, H, W) float32 and segmentation (N, H, W) uint8 of a scenes dataset: depth and
-    segmentation as stored (`arrow_arrays`), RGB decoded from its PNG bytes."""
-    pngs = dataset.with_format("arrow", columns=["rgb"])[:].column("rgb").combine_chunks().field("bytes").to_pylist()
-    return {"rgb": np.stack([np.asarray(Image.open(io.BytesIO(png))) for png in pngs])} | arrow_arrays(
-        dataset, ["depth", "semseg"]
-    )
+    segmentation as stored, read from Arrow in one piece (`fixed_shape_arrays`), RGB decoded from its PNG bytes.
+    `datasets`' numpy formatting builds each row's arrays and images one by one, 3x slower here."""
+    scenes = dataset.select_columns(["rgb", "depth", "semseg"])
+    pngs = scenes.with_format("arrow")[:].column("rgb").combine_chunks().field("bytes").to_pylist()
+    return {"rgb": np.stack([np.asarray(Image.open(io.BytesIO(png))) for png in pngs]), **fixed_shape_arrays(scenes)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,13 +380,9 @@ class InMemoryRows(Dataset):
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset) -> InMemoryRows:
         """The columns of a dataset, as `datasets`' numpy format gives them (variable-length ones as lists of arrays);
-        fixed-shape arrays without missing values are read from Arrow in one piece (`arrow_arrays`)."""
-        table = dataset.with_format("arrow")[:]
-        fixed = [
-            name for name, feature in dataset.features.items()
-            if isinstance(feature, FIXED_SHAPE_ARRAYS) and None not in feature.shape and not table.column(name).null_count
-        ]  # fmt: skip
-        columns = arrow_arrays(dataset, fixed)
+        fixed-shape arrays are read from Arrow in one piece, in their stored dtypes (`fixed_shape_arrays`: 1.4
+        against 8.3 s for the demo's 10,000 pre-tokenised scenes)."""
+        columns = fixed_shape_arrays(dataset)
         others = [name for name in dataset.column_names if name not in columns]
         if others:
             arrays = dataset.with_format("numpy", columns=others)[:]

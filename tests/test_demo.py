@@ -106,7 +106,6 @@ def test_depth_errors_and_baselines(demo):
     np.testing.assert_allclose(base["depth"], [[3.0, 2.0]])
 
 
-
 def test_scene_arrays_read_from_arrow_equal_the_rendered_scenes(demo, tmp_path):
     scenes = demo.scenes_dataset(5, 12, 32, 0, str(tmp_path))  # two rendering processes
     arrays = demo.scene_arrays(scenes.select(range(2, 9)))  # an indices mapping: the selected rows, in order
@@ -116,6 +115,7 @@ def test_scene_arrays_read_from_arrow_equal_the_rendered_scenes(demo, tmp_path):
     for row, scene in enumerate(generate_scenes(7, 7, 0, 32, 32)):
         for name in ("rgb", "depth", "semseg"):
             np.testing.assert_array_equal(arrays[name][row], scene[name])
+
 
 def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
     features = datasets.Features({

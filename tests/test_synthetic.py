@@ -15,12 +15,14 @@ from fourm_hf.data.synthetic import (
     WALL_ALBEDO,
     WALL_Z,
     SyntheticScenes,
+    _hit_objects,
+    _intersect,
     camera_rays,
     generate_scenes,
     render_scene,
+    sample_objects,
     synthetic_scenes_dataset,
 )
-from fourm_hf.data.synthetic import _hit_objects, _intersect, sample_objects
 
 SEEDS = [(0, i) for i in range(6)]
 
