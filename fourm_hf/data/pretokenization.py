@@ -314,11 +314,12 @@ def _arrow_arrays(table: Any, column: str) -> np.ndarray | None:
 def fixed_shape_arrays(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
     """The fixed-shape array columns (`Array2D` ... `Array5D`) of `dataset` that have no missing rows, each as one
     `(N, ...)` array in its stored dtype, read from the dataset's Arrow table in one piece (row selections
-    included)."""
-    table = dataset.with_format("arrow")[:]
-    arrays = {
-        name: _arrow_arrays(table, name) for name, feature in dataset.features.items() if _is_fixed_shape_array(feature)
-    }
+    included). Only those columns are gathered from the table."""
+    names = [name for name, feature in dataset.features.items() if _is_fixed_shape_array(feature)]
+    if not names:
+        return {}
+    table = dataset.select_columns(names).with_format("arrow")[:]
+    arrays = {name: _arrow_arrays(table, name) for name in names}
     return {name: values for name, values in arrays.items() if values is not None}
 
 
@@ -366,9 +367,9 @@ class _Pretokenizer:
     def __call__(self, batch: dict[str, list], indices: list[int], offset: int) -> dict[str, list]:
         rows = [offset + i for i in indices]
         images = {}
+        table = getattr(batch, "pa_table", None)  # `datasets` formats a batch's columns lazily from it
         for c in self.image_columns:
             if c.source not in images:
-                table = getattr(batch, "pa_table", None)  # `datasets` formats a batch's columns lazily from it
                 values = _arrow_arrays(table, c.source) if c.source in self.fixed_shape else None
                 values = batch[c.source] if values is None else values
                 dtype = self.dtypes.get(c.source)
