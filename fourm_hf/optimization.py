@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.optim.adam import adam
 
+from .checks import check_number
+
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al.: fast growth near zero
 ADAMW_RMS = 0.2  # the RMS of a typical AdamW update per unit learning rate: Muon's default `update_rms`
 
@@ -186,16 +188,21 @@ def transformer_matrix_names(model: nn.Module, block_types: tuple[type[nn.Module
 
 
 def muon_adamw(
-    model: nn.Module, muon_names: set[str], no_decay_names: set[str], weight_decay: float, **options: Any
+    model: nn.Module, muon_names: set[str], no_decay_names: set[str], weight_decay: float, adamw_lr_scale: float = 1.0,
+    **options: Any,
 ) -> MuonAdamW:
     """A `MuonAdamW` over `model`'s trainable parameters: those in `muon_names` in a Muon group, the others in AdamW
-    groups; every parameter decayed by `weight_decay` except those in `no_decay_names`. `options` go to `MuonAdamW`."""
+    groups at `adamw_lr_scale` times the learning rate; every parameter decayed by `weight_decay` except those in
+    `no_decay_names`. `options` go to `MuonAdamW`."""
+    check_number(adamw_lr_scale, "adamw_lr_scale", 0, open_minimum=True)
     groups: dict[tuple[bool, bool], list[torch.Tensor]] = defaultdict(list)  # (Muon, decayed) -> parameters
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             groups[name in muon_names, name not in no_decay_names].append(parameter)
+    lr = options.get("lr", 1e-3)
     return MuonAdamW(
-        [{"params": params, "use_muon": use_muon, "weight_decay": weight_decay if decayed else 0.0}
+        [{"params": params, "use_muon": use_muon, "weight_decay": weight_decay if decayed else 0.0,
+          "lr": lr if use_muon else lr * adamw_lr_scale}
          for (use_muon, decayed), params in sorted(groups.items(), reverse=True)],
         **options,
     )  # fmt: skip

@@ -145,6 +145,24 @@ def test_muon_adamw_rejects_bad_groups_and_hyperparameters():
         MuonAdamW(model.parameters(), split_across_ranks="yes")
 
 
+def test_adamw_lr_scale_sets_the_adamw_groups_lr_and_the_schedule_keeps_the_ratio(tmp_path):
+    args, model, dataset = tiny_run(tmp_path, "scaled", muon=True, adamw_lr_scale=3.0)
+    trainer = run_pretraining(args, model, dataset)
+    optimizer = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    scheduler = trainer.lr_scheduler
+    assert [g["use_muon"] for g in optimizer.param_groups].count(True) >= 1
+    for group, initial in zip(optimizer.param_groups, scheduler.base_lrs):
+        assert initial == pytest.approx(args.learning_rate * (1.0 if group["use_muon"] else 3.0))
+        assert group["lr"] == pytest.approx(initial * scheduler.lr_lambdas[0](trainer.state.global_step))
+    model = _toy_model()
+    groups = optimization.muon_adamw(model, {"0.weight"}, set(), 0.05, adamw_lr_scale=0.5, lr=0.02).param_groups
+    assert sorted((g["use_muon"], g["lr"]) for g in groups) == [(False, 0.01), (True, 0.02)]
+    with pytest.raises(ValueError, match=r"adamw_lr_scale must be > 0, got 0"):
+        optimization.muon_adamw(model, {"0.weight"}, set(), 0.05, adamw_lr_scale=0)
+    with pytest.raises(ValueError, match="--adamw_lr_scale 3 scales the AdamW parameters' lr .* needs --muon"):
+        tiny_run(tmp_path, "no_muon", adamw_lr_scale=3.0)
+
+
 class StopAfter(TrainerCallback):
     def __init__(self, step):
         self.step = step

@@ -147,6 +147,28 @@ def test_lr_schedule_and_token_budgets_follow_the_recipe(tmp_path, tiny_config, 
         FourMPretrainingArguments(output_dir=str(tmp_path), total_tokens=10, warmup_tokens=10, use_cpu=True)
 
 
+@pytest.mark.parametrize("min_blr", [0.0, 2.5e-5])
+def test_linear_lr_decay_falls_in_equal_steps_to_the_minimum(tmp_path, tiny_config, min_blr):
+    tokens_per_step = (64 + 32) * 8
+    args = FourMPretrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, base_learning_rate=1e-4, min_base_learning_rate=min_blr,
+        input_tokens="64", target_tokens="32", total_tokens=12 * tokens_per_step, warmup_tokens=3 * tokens_per_step,
+        lr_decay="linear", use_cpu=True,
+    )
+    trainer = FourMPretrainer(model=FourMForMaskedModeling(tiny_config), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
+    lrs = []
+    for _ in range(args.max_steps):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    peak, final = 1e-4 * 8 / 256, min_blr * 8 / 256
+    expected = [0.0, peak / 2, peak] + [final + (peak - final) * (1 - i / 9) for i in range(9)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9, atol=1e-15)
+    with pytest.raises(ValueError, match=r"--lr_decay must be one of \['cosine', 'linear'\], got 'step'"):
+        FourMPretrainingArguments(output_dir=str(tmp_path), lr_decay="step", use_cpu=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Training runs on a tiny model
 

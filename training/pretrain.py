@@ -70,7 +70,12 @@ class FourMPretrainingArguments(TrainingArguments):
     config_name: str | None = field(default=None, metadata={"help": "FourMConfig (dir or json) for a fresh model."})
     text_tokenizer: str | None = field(default=None, metadata={"help": "FourMTokenizer dir: [PAD] and sentinel ids."})
     base_learning_rate: float = field(default=1e-4, metadata={"help": "lr = base_learning_rate x total batch / 256."})
-    min_base_learning_rate: float = field(default=0.0, metadata={"help": "Final lr of the cosine, per 256 samples."})
+    min_base_learning_rate: float = field(default=0.0, metadata={"help": "Final lr of the decay, per 256 samples."})
+    lr_decay: str = field(
+        default="cosine",
+        metadata={"help": "Decay after the warm-up: 'cosine' (the official recipe) or 'linear'.",
+                  "choices": ["cosine", "linear"]},
+    )  # fmt: skip
     total_tokens: float = field(default=500e9, metadata={"help": "Training length in tokens (input + target)."})
     warmup_tokens: float = field(default=10e9, metadata={"help": "Linear warm-up length in tokens."})
     masking_seed: int = field(default=0, metadata={"help": "Seed of the per-sample masking."})
@@ -84,6 +89,11 @@ class FourMPretrainingArguments(TrainingArguments):
     muon_update_rms: float = field(
         default=0.2, metadata={"help": "With --muon: RMS of a Muon update per unit lr (0.2: AdamW's)."}
     )
+    adamw_lr_scale: float = field(
+        default=1.0,
+        metadata={"help": "With --muon: the lr of the AdamW parameters (embeddings, heads, norms, biases) as a "
+                  "multiple of the Muon matrices' lr."},
+    )  # fmt: skip
     muon_split_across_ranks: bool = field(
         default=False,
         metadata={"help": "With --muon under DDP: each rank orthogonalises a share of the matrices, one all-reduce "
@@ -127,6 +137,14 @@ class FourMPretrainingArguments(TrainingArguments):
         check_number(self.total_tokens, "--total_tokens", 0, open_minimum=True)
         check_number(self.warmup_tokens, "--warmup_tokens", 0)
         check_number(self.muon_update_rms, "--muon_update_rms", 0, open_minimum=True)
+        check_number(self.adamw_lr_scale, "--adamw_lr_scale", 0, open_minimum=True)
+        if self.adamw_lr_scale != 1.0 and not self.muon:
+            raise ValueError(
+                f"--adamw_lr_scale {self.adamw_lr_scale:g} scales the AdamW parameters' lr against the Muon ones': it "
+                "needs --muon (without it every parameter trains with AdamW at --base_learning_rate)."
+            )
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"--lr_decay must be one of {sorted(LR_DECAYS)}, got {self.lr_decay!r}.")
         check_int(self.masking_seed, "--masking_seed", minimum=0)
         check_int(self.shuffle_buffer, "--shuffle_buffer", minimum=1)
         if self.train_dataset is not None and not os.path.isdir(self.train_dataset):
@@ -163,13 +181,27 @@ class FourMPretrainingArguments(TrainingArguments):
         return load_mixture(self.mixture, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """The official schedule as a factor of the peak lr: `linspace(0, 1, warmup_steps)` over the warm-up steps, then
-    `min_ratio + (1 - min_ratio) (1 + cos(pi i / (total_steps - warmup_steps))) / 2` for the i-th step after it."""
+def _cosine(progress: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _linear(progress: float) -> float:
+    return 1 - progress
+
+
+LR_DECAYS = {"cosine": _cosine, "linear": _linear}  # the share of the way from the minimum to the peak, by progress
+
+
+def warmup_decay_factor(
+    step: int, warmup_steps: int, total_steps: int, min_ratio: float, decay: str = "cosine"
+) -> float:
+    """The schedule as a factor of the peak lr: `linspace(0, 1, warmup_steps)` over the warm-up steps, then for the
+    i-th step after it, with `p = i / (total_steps - warmup_steps)`, `min_ratio + (1 - min_ratio) d(p)`:
+    `d(p) = (1 + cos(pi p)) / 2` for the official 'cosine', `1 - p` for 'linear'."""
     if step < warmup_steps:
         return step / (warmup_steps - 1) if warmup_steps > 1 else 0.0
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_ratio + (1 - min_ratio) * LR_DECAYS[decay](progress)
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
@@ -231,6 +263,7 @@ class FourMPretrainer(ShardingTrainer):
             self.model if model is None else model, self.args.weight_decay, lr=self.args.learning_rate,
             betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
             update_rms=self.args.muon_update_rms, split_across_ranks=self.args.muon_split_across_ranks,
+            adamw_lr_scale=self.args.adamw_lr_scale,
         )  # fmt: skip
         return self.optimizer
 
@@ -238,8 +271,8 @@ class FourMPretrainer(ShardingTrainer):
         if self.lr_scheduler is None:
             min_ratio = self.args.min_base_learning_rate / self.args.base_learning_rate
             factor = functools.partial(
-                warmup_cosine_factor, warmup_steps=self.args.warmup_steps, total_steps=num_training_steps,
-                min_ratio=min_ratio,
+                warmup_decay_factor, warmup_steps=self.args.warmup_steps, total_steps=num_training_steps,
+                min_ratio=min_ratio, decay=self.args.lr_decay,
             )
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
             self._created_lr_scheduler = True
