@@ -124,6 +124,18 @@ def official_lr_schedule(base, final, total_steps, warmup_steps):
     return np.concatenate([warmup, cosine])
 
 
+def scheduled_lrs(args, config):
+    """The learning rate of each of the run's steps, as the pretrainer's optimizer and scheduler set it."""
+    trainer = FourMPretrainer(model=FourMForMaskedModeling(config), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
+    lrs = []
+    for _ in range(args.max_steps):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    return lrs
+
+
 @pytest.mark.parametrize("warmup_tokens, total_tokens, min_blr", [(0, 7, 0.0), (1, 3, 0.0), (5, 20, 2.5e-5)])
 def test_lr_schedule_and_token_budgets_follow_the_recipe(tmp_path, tiny_config, warmup_tokens, total_tokens, min_blr):
     tokens_per_step = (64 + 32) * 8 * 4  # (input + target budget) x per-device batch x accumulation
@@ -134,13 +146,7 @@ def test_lr_schedule_and_token_budgets_follow_the_recipe(tmp_path, tiny_config, 
     )
     assert args.learning_rate == pytest.approx(1e-4 * 32 / 256)
     assert (args.tokens_per_step, args.max_steps, args.warmup_steps) == (tokens_per_step, total_tokens, warmup_tokens)
-    trainer = FourMPretrainer(model=FourMForMaskedModeling(tiny_config), args=args)
-    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
-    lrs = []
-    for _ in range(args.max_steps):
-        lrs.append(trainer.optimizer.param_groups[0]["lr"])
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
+    lrs = scheduled_lrs(args, tiny_config)
     expected = official_lr_schedule(args.learning_rate, min_blr * 32 / 256, total_tokens, warmup_tokens)
     np.testing.assert_allclose(lrs, expected, rtol=1e-9, atol=1e-15)
     with pytest.raises(ValueError, match="warmup_tokens"):
@@ -155,13 +161,7 @@ def test_linear_lr_decay_falls_in_equal_steps_to_the_minimum(tmp_path, tiny_conf
         input_tokens="64", target_tokens="32", total_tokens=12 * tokens_per_step, warmup_tokens=3 * tokens_per_step,
         lr_decay="linear", use_cpu=True,
     )
-    trainer = FourMPretrainer(model=FourMForMaskedModeling(tiny_config), args=args)
-    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
-    lrs = []
-    for _ in range(args.max_steps):
-        lrs.append(trainer.optimizer.param_groups[0]["lr"])
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
+    lrs = scheduled_lrs(args, tiny_config)
     peak, final = 1e-4 * 8 / 256, min_blr * 8 / 256
     expected = [0.0, peak / 2, peak] + [final + (peak - final) * (1 - i / 9) for i in range(9)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-9, atol=1e-15)
