@@ -2,6 +2,7 @@
 (tiny data, tokenizers and 4M, a few steps; the full `--quick` demo is too long for CI)."""
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,20 @@ def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
     assert [rows[i]["name"] for i in range(3)] == ["c", "a", "b"]
     with pytest.raises(ValueError, match=r"one length, got lengths \[2, 3\]"):
         demo.InMemoryRows({"a": np.zeros(2), "b": np.zeros(3)})
+
+
+def test_skip_huge_page_requests_turns_numpys_madvise_off_in_forked_processes_too(demo):
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    before = _set_madvise_hugepage(True)  # returns the setting it replaces
+    try:
+        demo.skip_huge_page_requests()
+        child = multiprocessing.get_context("fork").Pool(1)
+        with child:  # a forked process sees the setting of its parent
+            assert child.apply(_set_madvise_hugepage, (False,)) is False
+        assert _set_madvise_hugepage(True) is False
+    finally:
+        _set_madvise_hugepage(before)
 
 
 def test_stage_table_lists_each_stage_the_total_and_the_machine(demo):
