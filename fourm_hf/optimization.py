@@ -199,10 +199,12 @@ def muon_adamw(
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             groups[name in muon_names, name not in no_decay_names].append(parameter)
-    lr = options.get("lr", 1e-3)
-    return MuonAdamW(
-        [{"params": params, "use_muon": use_muon, "weight_decay": weight_decay if decayed else 0.0,
-          "lr": lr if use_muon else lr * adamw_lr_scale}
+    optimizer = MuonAdamW(
+        [{"params": params, "use_muon": use_muon, "weight_decay": weight_decay if decayed else 0.0}
          for (use_muon, decayed), params in sorted(groups.items(), reverse=True)],
         **options,
     )  # fmt: skip
+    for group in optimizer.param_groups:
+        if not group["use_muon"]:
+            group["lr"] *= adamw_lr_scale
+    return optimizer

@@ -46,7 +46,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from fourm_hf import FourMConfig, FourMForMaskedModeling, FourMGenerationConfig, FourMTokenizer
-from fourm_hf.checks import check_int, check_local_path, check_number, check_training_arguments, close_match
+from fourm_hf.checks import (
+    check_choice, check_int, check_local_path, check_number, check_training_arguments, close_match,
+)
 from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
@@ -148,8 +150,7 @@ class FourMPretrainingArguments(TrainingArguments):
                 f"--adamw_lr_scale {self.adamw_lr_scale:g} scales the AdamW parameters' lr against the Muon ones': it "
                 "needs --muon (without it every parameter trains with AdamW at --base_learning_rate)."
             )
-        if self.lr_decay not in LR_DECAYS:
-            raise ValueError(f"--lr_decay must be one of {sorted(LR_DECAYS)}, got {self.lr_decay!r}.")
+        check_choice(self.lr_decay, "--lr_decay", LR_DECAYS)
         check_int(self.masking_seed, "--masking_seed", minimum=0)
         check_int(self.shuffle_buffer, "--shuffle_buffer", minimum=1)
         if self.train_dataset is not None and not os.path.isdir(self.train_dataset):
