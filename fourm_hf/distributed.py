@@ -2,7 +2,8 @@
 accelerator, accelerate's FSDP plugin on those processes, the epoch of per-sample random draws (masks, flips) on
 every rank and after a resume, the export of a sharded FSDP checkpoint to one `model.safetensors`, and
 [`run_forked_ranks`]: a function run as the ranks of one gloo process group in forked CPU processes, without a
-launcher (what the demo trains its 4M with on a 2-core machine).
+launcher (what the demo trains its 4M with on a 2-core machine), and [`collate_during_all_reduce`]: DDP on CPU
+processes masks its next batch while the gradients' all-reduce is in flight, in the time a rank waits for the slowest.
 
 accelerate (1.15) only turns its FSDP plugin on for accelerator devices: `accelerate launch --use_fsdp` on a machine
 without GPUs starts processes that each train alone (no process group in the Trainer), while transformers already
@@ -14,6 +15,7 @@ path as on GPUs.
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
@@ -21,7 +23,8 @@ import pickle
 import queue
 import socket
 import traceback
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -37,6 +41,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule
+from torch.nn.parallel import DistributedDataParallel
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 from transformers.utils import logging
@@ -84,7 +89,9 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
     first. A failing rank stops the others, and its traceback is raised here as a `RuntimeError`.
 
     Small models use one core per process far better than they share several cores as threads of one process:
-    every process runs its own Python and its own share of the collator.
+    every process runs its own Python and its own share of the collator. The parent's objects are frozen out of the
+    garbage collector for the fork (`gc.freeze`), so the ranks' collections (`Trainer` runs one at the end of
+    training) neither scan nor copy them.
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         raise RuntimeError("run_forked_ranks needs the fork start method (Linux, macOS); use `accelerate launch`.")
@@ -100,10 +107,11 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
         context.Process(target=_forked_rank, args=(function, rank, num_processes, port, threads_per_process, results))
         for rank in range(num_processes)
     ]
-    for process in ranks:
-        process.start()
     outputs: dict[int, Any] = {}
+    gc.freeze()
     try:
+        for process in ranks:
+            process.start()
         while len(outputs) < num_processes:
             try:
                 rank, failure, output = results.get(timeout=1.0)
@@ -121,7 +129,9 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
         for process in ranks:
             if len(outputs) < num_processes and process.is_alive():
                 process.terminate()
-            process.join()
+            if process.pid is not None:
+                process.join()
+        gc.unfreeze()
     return [outputs[rank] for rank in range(num_processes)]
 
 
@@ -154,6 +164,106 @@ class EpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor(state.epoch or 0))  # the epoch index, also when resumed mid-epoch
+
+
+class DeferredBatch:
+    """A batch whose collation is put off: it holds the samples and collates them on first use, or earlier when its
+    [`DeferredCollator`] is told to (`collate_latest`). It reads as the collated batch (`batch[key]`, `keys()`,
+    `**batch`, `key in batch`, `len(batch)`), but is not a `Mapping`: accelerate and `Trainer` rebuild mappings key by
+    key when they fetch a batch, which would collate it there. An error of the collator is raised where the batch is
+    used, whenever it was collated."""
+
+    __slots__ = ("_collator", "_samples", "_batch", "_error", "__weakref__")
+
+    def __init__(self, collator: Callable[[list], Any], samples: list):
+        self._collator, self._samples = collator, samples
+        self._batch: Any = None
+        self._error: Exception | None = None
+
+    @property
+    def collated(self) -> bool:
+        return self._samples is None
+
+    def _run(self) -> None:
+        if self._samples is None:
+            return
+        samples, self._samples = self._samples, None
+        try:
+            self._batch = self._collator(samples)
+        except Exception as error:  # kept for the step that uses the batch
+            self._error = error
+
+    def collate(self) -> Any:
+        """The collated batch (collated now if it was not yet)."""
+        self._run()
+        if self._error is not None:
+            raise self._error
+        return self._batch
+
+    def keys(self):
+        return self.collate().keys()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.collate()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.collate()
+
+    def __iter__(self) -> Iterator:
+        return iter(self.collate())
+
+    def __len__(self) -> int:
+        return len(self.collate())
+
+
+class DeferredCollator:
+    """A `DataLoader` collator that returns [`DeferredBatch`]es: fetching a batch only gathers its samples, and the
+    wrapped `collator` runs when the batch is first used or at [`collate_latest`], e.g. from a DDP gradient hook
+    ([`collate_during_all_reduce`]). Batches are collated in the order they were fetched, each once; one the loader
+    fetched and then skipped (resuming mid-epoch) is never collated."""
+
+    def __init__(self, collator: Callable[[list], Any]):
+        if not callable(collator):
+            raise TypeError(f"DeferredCollator wraps a collator (a callable), got {type(collator).__name__}.")
+        self.collator = collator
+        self._latest: weakref.ref[DeferredBatch] | None = None
+
+    def __call__(self, samples: list) -> DeferredBatch:
+        batch = DeferredBatch(self.collator, samples)
+        self._latest = weakref.ref(batch)
+        return batch
+
+    def collate_latest(self) -> bool:
+        """Collate the most recently fetched batch if it is still waiting (an error is kept for its use). Returns
+        whether there was one."""
+        batch = self._latest() if self._latest is not None else None
+        if batch is None or batch.collated:
+            return False
+        batch._run()
+        return True
+
+
+def collate_during_all_reduce(model: torch.nn.Module, collator: DeferredCollator) -> bool:
+    """Give a DDP `model` the gradient hook of DDP's own all-reduce (the mean over the ranks, the same values) that,
+    once the last bucket's all-reduce is in flight, collates the `collator`'s latest batch: accelerate fetches the
+    next step's batch before it yields the current one, so the masking of step t + 1 fills the time a rank of step t
+    waits for the slowest one, instead of starting step t + 1. Returns False, changing nothing, for a model that is not
+    DDP or already has a gradient hook."""
+    if not isinstance(model, DistributedDataParallel):
+        return False
+
+    def hook(process_group, bucket):
+        future = allreduce_hook(process_group, bucket)
+        if bucket.is_last():
+            collator.collate_latest()
+        return future
+
+    try:
+        model.register_comm_hook(model.process_group, hook)
+    except RuntimeError as error:  # DDP takes one hook
+        logger.warning(f"Batches are collated when used, not during the gradient all-reduce: {error}")
+        return False
+    return True
 
 
 class ShardingTrainer(Trainer):

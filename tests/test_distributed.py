@@ -8,6 +8,7 @@ N x b: the one-process baselines use `gradient_accumulation_steps` = 2. The VQ-V
 equal halves, so its baseline is one batch of 2 x b.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -28,7 +29,9 @@ from conftest import TINY_DECODER, TINY_VIT, imported_script
 from distributed_runner import record_masking_seeds
 from fourm_hf import FourMConfig, FourMForMaskedModeling, register_modality
 from fourm_hf.data.masking import FourMMaskingCollator
-from fourm_hf.distributed import EpochCallback, export_checkpoint, run_forked_ranks, sharded_checkpoint_dir
+from fourm_hf.distributed import (
+    DeferredCollator, EpochCallback, collate_during_all_reduce, export_checkpoint, run_forked_ranks, sharded_checkpoint_dir,
+)
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,21 +164,30 @@ def test_two_processes_match_one_process(pretraining_runs, mode):
             torch.testing.assert_close(state[name], value, rtol=0, atol=5e-5, msg=f"rank {rank}: {name}")
 
 
-def test_forked_ranks_train_as_accelerate_launch_does(pretraining_runs, tmp_path):
-    """`run_forked_ranks`: two forked processes of this interpreter form the DDP run of `accelerate launch`, with no
-    launcher: the same per-step losses as one process accumulating the two micro-batches, and the same weights."""
-    runs = pretraining_runs
+def forked_pretraining(root: Path, output_dir: Path, *extra: str) -> list[dict]:
+    """`training/pretrain.py` as two forked ranks (`run_forked_ranks`); each rank's world size, threads, log history,
+    final weights and how many batches its gradient hook collated."""
 
     def train(rank: int) -> dict:
+        collated_in_hook = []
+        collate_latest = DeferredCollator.collate_latest
+        DeferredCollator.collate_latest = lambda self: collated_in_hook.append(collate_latest(self)) or collated_in_hook[-1]
         (args,) = HfArgumentParser(FourMPretrainingArguments).parse_args_into_dataclasses(
-            pretrain_argv(runs["root"], tmp_path / "forked") + ["--use_cpu", "--save_strategy", "no"]
+            pretrain_argv(root, output_dir) + ["--use_cpu", "--save_strategy", "no", *extra]
         )
         trainer = run_pretraining(args)
         state = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
         return {"world_size": args.world_size, "threads": torch.get_num_threads(), "log_history": trainer.state.log_history,
-                "state": state}  # fmt: skip
+                "state": state, "collated_in_hook": sum(collated_in_hook)}  # fmt: skip
 
-    rank0, rank1 = run_forked_ranks(train, 2)
+    return run_forked_ranks(train, 2)
+
+
+def test_forked_ranks_train_as_accelerate_launch_does(pretraining_runs, tmp_path):
+    """`run_forked_ranks`: two forked processes of this interpreter form the DDP run of `accelerate launch`, with no
+    launcher: the same per-step losses as one process accumulating the two micro-batches, and the same weights."""
+    runs = pretraining_runs
+    rank0, rank1 = forked_pretraining(runs["root"], tmp_path / "forked")
     assert rank0["world_size"] == rank1["world_size"] == 2 and rank0["threads"] == rank1["threads"] == 1
     assert_same_steps(step_logs(rank0["log_history"]), step_logs(runs["one"].state.log_history), range(1, 7))
     for name, value in runs["one"].model.named_parameters():
@@ -183,11 +195,60 @@ def test_forked_ranks_train_as_accelerate_launch_does(pretraining_runs, tmp_path
             torch.testing.assert_close(rank["state"][name], value.detach(), rtol=0, atol=5e-5, msg=name)
 
 
+def test_collation_during_the_all_reduce_changes_nothing(pretraining_runs, tmp_path):
+    """DDP on CPU processes collates each next batch inside the gradient hook of the step before, with the losses and
+    weights of collating each batch at the start of its step, to the bit. Here 3 epochs of 2 batches per rank: the
+    second batch of each epoch is collated in the hook (an epoch's first batch is fetched after the last step of the
+    epoch before)."""
+    root = pretraining_runs["root"]
+    deferred = forked_pretraining(root, tmp_path / "deferred")
+    direct = forked_pretraining(root, tmp_path / "direct", "--collate_during_all_reduce", "false")
+    for rank in range(2):
+        assert deferred[rank]["collated_in_hook"] == 3 and direct[rank]["collated_in_hook"] == 0
+        assert step_logs(deferred[rank]["log_history"]) == step_logs(direct[rank]["log_history"])
+        for name, value in direct[rank]["state"].items():
+            assert torch.equal(deferred[rank]["state"][name], value), name
+
+
+def test_deferred_batches_collate_once_in_order_and_keep_errors():
+    calls = []
+
+    def collate(samples):
+        calls.append(list(samples))
+        if "bad" in samples:
+            raise ValueError("caption: expected token ids, got 'bad'")
+        return {"ids": torch.tensor(samples), "count": len(samples)}
+
+    collator = DeferredCollator(collate)
+    first = collator([1, 2])
+    assert not first.collated and calls == []  # fetching gathers the samples only
+    assert "ids" in first and len(first) == 2 and calls == [[1, 2]]
+    assert torch.equal(first["ids"], torch.tensor([1, 2])) and dict(**first)["count"] == 2 and calls == [[1, 2]]
+    assert collator.collate_latest() is False  # the latest batch is collated already
+    second = collator([3])
+    assert collator.collate_latest() is True and calls[-1] == [3] and second.collated
+    assert sorted(second.keys()) == ["count", "ids"] and len(calls) == 2
+    skipped = collator([4])  # fetched, then dropped unused (a resumed epoch's skipped batches)
+    del skipped
+    assert collator.collate_latest() is False and len(calls) == 2
+    failing = collator(["bad"])
+    assert collator.collate_latest() is True  # the error waits for the batch's use
+    with pytest.raises(ValueError, match="caption: expected token ids, got 'bad'"):
+        failing["ids"]
+    with pytest.raises(TypeError, match="DeferredCollator wraps a collator"):
+        DeferredCollator(None)
+    assert collate_during_all_reduce(torch.nn.Linear(2, 2), collator) is False  # not DDP: no hook
+
+
 def _all_reduce_rank(rank: int) -> dict:
     torch.distributed.init_process_group("gloo")
     total = torch.tensor([rank + 1.0])
     torch.distributed.all_reduce(total)
     return {"rank": int(os.environ["RANK"]), "world": torch.distributed.get_world_size(), "sum": total.item()}
+
+
+def _frozen_objects(rank: int) -> int:
+    return gc.get_freeze_count()
 
 
 def _failing_rank(rank: int) -> None:
@@ -200,6 +261,9 @@ def _failing_rank(rank: int) -> None:
 def test_forked_ranks_form_one_process_group_and_report_failures():
     results = run_forked_ranks(_all_reduce_rank, 3)
     assert results == [{"rank": r, "world": 3, "sum": 6.0} for r in range(3)]
+    # the parent's objects are out of the ranks' garbage collections, and back in the parent's afterwards
+    assert gc.get_freeze_count() == 0 and min(run_forked_ranks(_frozen_objects, 2)) > 1000
+    assert gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError, match=r"rank 1 of 2 failed:(.|\n)*ValueError: rank one cannot go on"):
         run_forked_ranks(_failing_rank, 2)
     for bad in (0, 1.5, True):

