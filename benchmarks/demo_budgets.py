@@ -67,7 +67,8 @@ def main() -> None:
     processor = FourMProcessor.from_pretrained(processor_dir)
     text = train.select_columns(["caption", "det"])[:]
     _, max_length = demo.text_lengths(processor.tokenizer, text["caption"], text["det"])
-    base = demo.baselines(train_arrays, demo.tokenizer_inputs(processor.image_processor, train_arrays, size))
+    depth = demo.tokenizer_input(processor.image_processor, train_arrays, "depth", size)
+    base = demo.baselines(train_arrays, depth.mean(0).numpy())
 
     if not Path(args.pretokenized).exists():
         demo.pretokenize_scenes(train, processor, names, settings).save_to_disk(args.pretokenized)

@@ -418,16 +418,23 @@ class InMemoryRows(Dataset):
         return {name: column[index] for name, column in self.columns.items()}
 
 
+def tokenizer_input(
+    processor: FourMImageProcessor, arrays: dict[str, np.ndarray], modality: str, size: int
+) -> torch.Tensor:
+    """The VQ-VAE input of one image modality, normalised as 4M's tokenizers expect: RGB in [-1, 1], standardised
+    depth (B, 1, S, S), shifted class ids (B, S, S) with 0 = void."""
+    if modality == "rgb":
+        return torch.from_numpy(processor.preprocess_rgb(list(arrays["rgb"]), "tokenizer", size))
+    if modality == "depth":
+        return torch.from_numpy(processor.preprocess_depth(list(arrays["depth"]), size))
+    return torch.from_numpy(processor.preprocess_semseg(list(arrays["semseg"]), size))
+
+
 def tokenizer_inputs(
     processor: FourMImageProcessor, arrays: dict[str, np.ndarray], size: int
 ) -> dict[str, torch.Tensor]:
-    """The VQ-VAE inputs of each image modality, normalised as 4M's tokenizers expect: RGB in [-1, 1], standardised
-    depth (B, 1, S, S), shifted class ids (B, S, S) with 0 = void."""
-    return {
-        "rgb": torch.from_numpy(processor.preprocess_rgb(list(arrays["rgb"]), "tokenizer", size)),
-        "depth": torch.from_numpy(processor.preprocess_depth(list(arrays["depth"]), size)),
-        "semseg": torch.from_numpy(processor.preprocess_semseg(list(arrays["semseg"]), size)),
-    }
+    """`tokenizer_input` of every image modality."""
+    return {modality: tokenizer_input(processor, arrays, modality, size) for modality in IMAGE_MODALITIES}
 
 
 def vqvae_batch_size(modality: str, settings: DemoSettings) -> int:
@@ -506,34 +513,42 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
     return model.eval().cpu()  # pre-tokenisation and generation run on the CPU
 
 
-def _trained_vqvae_state(modality: str, inputs: torch.Tensor, settings: DemoSettings, output_dir: Path) -> dict:
-    """`train_vqvae` in a worker process: the weights and CPU seconds go back to the parent, not the module."""
+def _trained_vqvae_state(
+    modality: str, arrays: dict[str, np.ndarray], processor: FourMImageProcessor, settings: DemoSettings,
+    output_dir: Path,
+) -> dict:  # fmt: skip
+    """`train_vqvae` on the scenes' `tokenizer_input`, in a worker process: the weights, the per-pixel mean of the
+    inputs (None for class ids) and the CPU seconds go back to the parent, not the module or the inputs."""
     start = StageTimer.cpu()
+    inputs = tokenizer_input(processor, arrays, modality, settings.image_size)
     state = train_vqvae(modality, inputs, settings, output_dir).state_dict()
-    return {"state": state, "cpu_s": StageTimer.cpu() - start}
+    mean = inputs.mean(0).numpy() if inputs.is_floating_point() else None
+    return {"state": state, "mean_input": mean, "cpu_s": StageTimer.cpu() - start}
 
 
 def train_vqvaes(
-    inputs: dict[str, torch.Tensor], settings: DemoSettings, output_dir: Path, num_proc: int
-) -> tuple[dict[str, FourMVQVAE], dict[str, float]]:
+    arrays: dict[str, np.ndarray], processor: FourMImageProcessor, settings: DemoSettings, output_dir: Path,
+    num_proc: int,
+) -> tuple[dict[str, FourMVQVAE], dict[str, dict]]:  # fmt: skip
     """The three VQ-VAEs, trained side by side in up to `num_proc` processes of one torch thread each (tiny models
-    use one core far better than they share two), the slowest first. On two cores the demo runs two processes: the
-    segmentation VQ-VAE (the longest) in one, depth then RGB in the other, which together take about as long; three
-    processes would make the segmentation one share a core for most of its run. Returns the models by modality and
-    the CPU seconds each took."""
+    use one core far better than they share two), the slowest first, each process building its model's inputs from
+    the scene `arrays` itself. On two cores the demo runs two processes: the segmentation VQ-VAE (the longest) in
+    one, depth then RGB in the other, which together take about as long; three processes would make the segmentation
+    one share a core for most of its run. Returns the models by modality and, for each, the per-pixel mean of its
+    inputs (`mean_input`, None for segmentation's class ids) and the CPU seconds it took (`cpu_s`)."""
     order = sorted(IMAGE_MODALITIES, key=lambda m: ["semseg", "depth", "rgb"].index(m))  # the slowest first
-    jobs = [(m, inputs[m], settings, output_dir) for m in order]
+    jobs = [(m, arrays, processor, settings, output_dir) for m in order]
     if num_proc <= 1 or torch.cuda.is_available():
         results = [_trained_vqvae_state(*job) for job in jobs]
     else:
         results = run_parallel(_trained_vqvae_state, jobs, num_proc)
-    models, seconds = {}, {}
+    models, details = {}, {}
     for modality, result in zip(order, results):
         models[modality] = FourMVQVAE(vqvae_config(modality, settings))
-        models[modality].load_state_dict(result["state"])
+        models[modality].load_state_dict(result.pop("state"))
         models[modality].eval()
-        seconds[modality] = result["cpu_s"]
-    return models, seconds
+        details[modality] = result
+    return models, details
 
 
 def pretokenize_scenes(
@@ -810,11 +825,11 @@ def depth_errors(predicted: np.ndarray, reference: np.ndarray, objects: np.ndarr
     }
 
 
-def baselines(arrays: dict[str, np.ndarray], inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Predict-the-training-set predictors: the per-pixel mean standardised depth map and the per-pixel majority
-    class."""
+def baselines(arrays: dict[str, np.ndarray], mean_depth: np.ndarray) -> dict[str, np.ndarray]:
+    """Predict-the-training-set predictors: the per-pixel mean standardised depth map (`mean_depth`, the mean of the
+    depth VQ-VAE's inputs) and the per-pixel majority class."""
     counts = np.stack([(arrays["semseg"] == c).sum(0) for c in range(NUM_CLASSES)])
-    return {"depth": inputs["depth"][:, 0].mean(0).numpy(), "semseg": counts.argmax(0)}
+    return {"depth": mean_depth.reshape(counts.shape[1:]), "semseg": counts.argmax(0)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -998,14 +1013,13 @@ def run_demo(
     image_processor = FourMImageProcessor(
         image_size=size, patch_size=settings.patch_size, do_center_crop=False, num_semseg_classes=NUM_CLASSES + 1
     )
-    with timer("tokenizer inputs and baselines"):
-        inputs = tokenizer_inputs(image_processor, train_arrays, size)
-        base = baselines(train_arrays, inputs)
-    with timer("tokenizers: the three VQ-VAEs, side by side"):
-        trained, seconds = train_vqvaes(inputs, settings, output_dir, num_proc=min(3, os.cpu_count() or 1))
+    with timer("tokenizers: the three VQ-VAEs and their inputs, side by side"):
+        trained, details = train_vqvaes(
+            train_arrays, image_processor, settings, output_dir, num_proc=min(3, os.cpu_count() or 1)
+        )
         vq_models = {names[m]: trained[m] for m in IMAGE_MODALITIES}
-        print("   CPU s per VQ-VAE: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
-    del inputs
+        print("   CPU s per VQ-VAE: " + ", ".join(f"{m} {d['cpu_s']:.0f}" for m, d in details.items()))
+        base = baselines(train_arrays, details["depth"]["mean_input"])
 
     processor = FourMProcessor(image_processor, tokenizer, vq_models=vq_models)
     processor.save_pretrained(output_dir / "processor")

@@ -101,8 +101,7 @@ def test_depth_errors_and_baselines(demo):
     errors = demo.depth_errors(predicted, reference, objects)
     assert errors == pytest.approx({"abs_error": 0.5, "rmse": np.sqrt(10 / 8), "object_abs_error": 3.0})
     semseg = np.array([[[0, 1]], [[0, 2]], [[3, 2]]], dtype=np.uint8)  # 3 maps of 1x2 pixels
-    depth = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]], [[[5.0, 0.0]]]])
-    base = demo.baselines({"semseg": semseg}, {"depth": depth})
+    base = demo.baselines({"semseg": semseg}, np.array([[[3.0, 2.0]]]))  # the mean of (1, 1, 2) depth inputs
     np.testing.assert_array_equal(base["semseg"], [[0, 2]])
     np.testing.assert_allclose(base["depth"], [[3.0, 2.0]])
 
@@ -290,13 +289,16 @@ def test_vqvaes_trained_side_by_side_equal_those_trained_one_after_another(demo,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the worker processes' thread count, for bit-equal matmuls
     try:
-        alone, _ = demo.train_vqvaes(inputs, settings, tmp_path / "alone", num_proc=1)
+        alone, _ = demo.train_vqvaes(arrays, image_processor, settings, tmp_path / "alone", num_proc=1)
     finally:
         torch.set_num_threads(threads)
     calls, run_parallel = [], demo.run_parallel
     monkeypatch.setattr(demo, "run_parallel", lambda *args: calls.append(args[2]) or run_parallel(*args))
-    side_by_side, seconds = demo.train_vqvaes(inputs, settings, tmp_path / "parallel", num_proc=3)
-    assert calls == [3] and set(seconds) == set(demo.IMAGE_MODALITIES) and min(seconds.values()) > 0
+    side_by_side, details = demo.train_vqvaes(arrays, image_processor, settings, tmp_path / "parallel", num_proc=3)
+    assert calls == [3] and set(details) == set(demo.IMAGE_MODALITIES)
+    assert min(detail["cpu_s"] for detail in details.values()) > 0 and details["semseg"]["mean_input"] is None
+    for modality in ("rgb", "depth"):  # each process built its inputs from the arrays
+        torch.testing.assert_close(torch.from_numpy(details[modality]["mean_input"]), inputs[modality].mean(0), rtol=0, atol=0)
     for modality in demo.IMAGE_MODALITIES:
         expected, got = alone[modality].state_dict(), side_by_side[modality].state_dict()
         assert expected.keys() == got.keys()
