@@ -48,9 +48,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+
+def compile_imports_alongside() -> None:
+    """Fork a process that imports sympy, datasets, accelerate and transformers' `Trainer`, and leave it to finish
+    alone. On the first run after `pip install --no-compile`, Python compiles each module on its first import: ~10 s
+    of this script's ~16 s of imports, on one core. The forked process compiles those while this one starts from the
+    other end (torch), so their bytecode is cached when this process reaches them: 12.1 against 16.8 s of imports
+    here. It runs before any thread exists, and does nothing on one core or where no bytecode is written."""
+    if sys.dont_write_bytecode or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
+        return
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)  # the child only forks the importer and returns
+        return
+    try:
+        if os.fork() == 0:  # the importer, adopted by init: nobody waits for it
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)  # quiet: warnings of the imports are this process's to print
+            os.dup2(devnull, 2)
+            import sympy, datasets, accelerate, transformers.trainer  # noqa: F401, E401
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    compile_imports_alongside()
+
+import torch  # first: the process forked above starts from the other end
 import datasets
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed

@@ -22,6 +22,8 @@ steps instead of 1,800).
 Over several processes or machines (DDP or FSDP2, also on CPU processes without GPUs) the run is the one of a
 single process accumulating one micro-batch per rank; checkpoints resume on any number of processes and
 `training/export_checkpoint.py` turns one into a `model.safetensors` (README, "Training on many GPUs / machines").
+Under DDP on CPU processes each rank masks its next batch while the gradients' all-reduce is in flight
+(`--collate_during_all_reduce`, on by default; the same batches).
 
 Options are those of `TrainingArguments` (output_dir, per_device_train_batch_size, bf16, gradient_checkpointing,
 save_steps, resume_from_checkpoint, ...) plus the fields of `FourMPretrainingArguments` below.
@@ -108,7 +110,7 @@ class FourMPretrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "DDP on CPU processes (map-style data, no loader workers): mask the next step's batch while "
                   "the gradients' all-reduce is in flight, the time a rank waits for the slowest, rather than at "
-                  "the start of its step. The same batches; 5-10% faster steps for the demo's 4M."},
+                  "the start of its step. The same batches."},
     )  # fmt: skip
     muon_split_across_ranks: bool = field(
         default=False,
