@@ -401,13 +401,16 @@ def text_lengths(tokenizer: FourMTokenizer, captions: list[str], dets: list[dict
     return max(lengths), 8 * math.ceil((max(lengths) + 2) / 8)
 
 
-def scene_arrays(dataset) -> dict[str, np.ndarray]:
-    """RGB (N, H, W, 3) uint8, depth (N, H, W) float32 and segmentation (N, H, W) uint8 of a scenes dataset: depth and
-    segmentation as stored, read from Arrow in one piece (`fixed_shape_arrays`), RGB decoded from its PNG bytes.
-    `datasets`' numpy formatting builds each row's arrays and images one by one, 3x slower here."""
-    pngs = dataset.select_columns(["rgb"]).with_format("arrow")[:].column("rgb").combine_chunks().field("bytes")
-    rgb = np.stack([np.asarray(Image.open(io.BytesIO(png))) for png in pngs.to_pylist()])
-    return {"rgb": rgb, **fixed_shape_arrays(dataset.select_columns(["depth", "semseg"]))}
+def scene_arrays(dataset, columns: tuple[str, ...] = IMAGE_MODALITIES) -> dict[str, np.ndarray]:
+    """RGB (N, H, W, 3) uint8, depth (N, H, W) float32 and segmentation (N, H, W) uint8 of a scenes dataset (those of
+    `columns`): depth and segmentation as stored, read from Arrow in one piece (`fixed_shape_arrays`), RGB decoded
+    from its PNG bytes. `datasets`' numpy formatting builds each row's arrays and images one by one, 3x slower here."""
+    arrays = {}
+    if "rgb" in columns:
+        pngs = dataset.select_columns(["rgb"]).with_format("arrow")[:].column("rgb").combine_chunks().field("bytes")
+        arrays["rgb"] = np.stack([np.asarray(Image.open(io.BytesIO(png))) for png in pngs.to_pylist()])
+    stored = [name for name in columns if name != "rgb"]
+    return arrays | (fixed_shape_arrays(dataset.select_columns(stored)) if stored else {})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -540,30 +543,30 @@ def train_vqvae(modality: str, inputs: torch.Tensor, settings: DemoSettings, out
 
 
 def _trained_vqvae_state(
-    modality: str, arrays: dict[str, np.ndarray], processor: FourMImageProcessor, settings: DemoSettings,
-    output_dir: Path,
-) -> dict:  # fmt: skip
-    """`train_vqvae` on the scenes' `tokenizer_input`, in a worker process: the weights, the per-pixel mean of the
-    inputs (None for class ids) and the CPU seconds go back to the parent, not the module or the inputs."""
+    modality: str, scenes: datasets.Dataset, processor: FourMImageProcessor, settings: DemoSettings, output_dir: Path
+) -> dict:
+    """`train_vqvae` on the `tokenizer_input` of the scenes' `modality` column, in a worker process: the weights, the
+    per-pixel mean of the inputs (None for class ids) and the CPU seconds go back to the parent, not the module or
+    the inputs."""
     start = StageTimer.cpu()
-    inputs = tokenizer_input(processor, arrays, modality, settings.image_size)
+    inputs = tokenizer_input(processor, scene_arrays(scenes, (modality,)), modality, settings.image_size)
     state = train_vqvae(modality, inputs, settings, output_dir).state_dict()
     mean = inputs.mean(0).numpy() if inputs.is_floating_point() else None
     return {"state": state, "mean_input": mean, "cpu_s": StageTimer.cpu() - start}
 
 
 def train_vqvaes(
-    arrays: dict[str, np.ndarray], processor: FourMImageProcessor, settings: DemoSettings, output_dir: Path,
-    num_proc: int,
-) -> tuple[dict[str, FourMVQVAE], dict[str, dict]]:  # fmt: skip
+    scenes: datasets.Dataset, processor: FourMImageProcessor, settings: DemoSettings, output_dir: Path, num_proc: int
+) -> tuple[dict[str, FourMVQVAE], dict[str, dict]]:
     """The three VQ-VAEs, trained side by side in up to `num_proc` processes of one torch thread each (tiny models
-    use one core far better than they share two), the slowest first, each process building its model's inputs from
-    the scene `arrays` itself. On two cores the demo runs two processes: the segmentation VQ-VAE (the longest) in
-    one, depth then RGB in the other, which together take about as long; three processes would make the segmentation
-    one share a core for most of its run. Returns the models by modality and, for each, the per-pixel mean of its
-    inputs (`mean_input`, None for segmentation's class ids) and the CPU seconds it took (`cpu_s`)."""
+    use one core far better than they share two), the slowest first, each process reading its modality from the
+    `scenes` and building its model's inputs itself. On two cores the demo runs two processes: the segmentation
+    VQ-VAE (the longest) in one, depth then RGB in the other, which together take about as long; three processes
+    would make the segmentation one share a core for most of its run. Returns the models by modality and, for each,
+    the per-pixel mean of its inputs (`mean_input`, None for segmentation's class ids) and the CPU seconds it took
+    (`cpu_s`)."""
     order = sorted(IMAGE_MODALITIES, key=lambda m: ["semseg", "depth", "rgb"].index(m))  # the slowest first
-    jobs = [(m, arrays, processor, settings, output_dir) for m in order]
+    jobs = [(m, scenes, processor, settings, output_dir) for m in order]
     if num_proc <= 1 or torch.cuda.is_available():
         results = [_trained_vqvae_state(*job) for job in jobs]
     else:
@@ -1026,7 +1029,7 @@ def run_demo(
         cache = str(output_dir / "cache")
         train = scenes_dataset(0, settings.num_train, size, settings.seed, cache)
         held_out = scenes_dataset(settings.num_train, settings.num_eval, size, settings.seed, cache)  # later scenes
-        train_arrays, eval_arrays = scene_arrays(train), scene_arrays(held_out)
+        eval_arrays = scene_arrays(held_out)  # the VQ-VAE processes read the training scenes' images themselves
         eval_rows = held_out.select_columns(["caption", "det"]).to_list()
         print(f"   {len(train)} training and {len(held_out)} held-out scenes of {size}x{size}")
 
@@ -1041,11 +1044,11 @@ def run_demo(
     )
     with timer("tokenizers: the three VQ-VAEs and their inputs, side by side"):
         trained, details = train_vqvaes(
-            train_arrays, image_processor, settings, output_dir, num_proc=min(3, os.cpu_count() or 1)
+            train, image_processor, settings, output_dir, num_proc=min(3, os.cpu_count() or 1)
         )
         vq_models = {names[m]: trained[m] for m in IMAGE_MODALITIES}
         print("   CPU s per VQ-VAE: " + ", ".join(f"{m} {d['cpu_s']:.0f}" for m, d in details.items()))
-        base = baselines(train_arrays, details["depth"]["mean_input"])
+        base = baselines(scene_arrays(train, ("semseg",)), details["depth"]["mean_input"])
 
     processor = FourMProcessor(image_processor, tokenizer, vq_models=vq_models)
     processor.save_pretrained(output_dir / "processor")

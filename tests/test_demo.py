@@ -115,6 +115,9 @@ def test_scene_arrays_read_from_arrow_equal_the_rendered_scenes(demo, tmp_path):
     for row, scene in enumerate(generate_scenes(7, 7, 0, 32, 32)):
         for name in ("rgb", "depth", "semseg"):
             np.testing.assert_array_equal(arrays[name][row], scene[name])
+    for columns in (("rgb",), ("depth", "semseg")):  # only the columns asked for
+        some = demo.scene_arrays(scenes, columns)
+        assert list(some) == list(columns) and all(np.array_equal(some[n][2:9], arrays[n]) for n in columns)
 
 
 def test_in_memory_rows_match_the_dataset_and_check_lengths(demo):
@@ -279,25 +282,20 @@ def test_vqvaes_trained_side_by_side_equal_those_trained_one_after_another(demo,
     image_processor = demo.FourMImageProcessor(
         image_size=64, patch_size=8, do_center_crop=False, num_semseg_classes=demo.NUM_CLASSES + 1
     )
-    rng = np.random.default_rng(0)
-    arrays = {
-        "rgb": rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8),
-        "depth": rng.uniform(1, 9, (16, 64, 64)).astype(np.float32),
-        "semseg": rng.integers(0, demo.NUM_CLASSES, (16, 64, 64), dtype=np.uint8),
-    }
-    inputs = demo.tokenizer_inputs(image_processor, arrays, 64)
+    scenes = demo.scenes_dataset(0, 16, 64, 0, str(tmp_path / "cache"))
+    inputs = demo.tokenizer_inputs(image_processor, demo.scene_arrays(scenes), 64)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the worker processes' thread count, for bit-equal matmuls
     try:
-        alone, _ = demo.train_vqvaes(arrays, image_processor, settings, tmp_path / "alone", num_proc=1)
+        alone, _ = demo.train_vqvaes(scenes, image_processor, settings, tmp_path / "alone", num_proc=1)
     finally:
         torch.set_num_threads(threads)
     calls, run_parallel = [], demo.run_parallel
     monkeypatch.setattr(demo, "run_parallel", lambda *args: calls.append(args[2]) or run_parallel(*args))
-    side_by_side, details = demo.train_vqvaes(arrays, image_processor, settings, tmp_path / "parallel", num_proc=3)
+    side_by_side, details = demo.train_vqvaes(scenes, image_processor, settings, tmp_path / "parallel", num_proc=3)
     assert calls == [3] and set(details) == set(demo.IMAGE_MODALITIES)
     assert min(detail["cpu_s"] for detail in details.values()) > 0 and details["semseg"]["mean_input"] is None
-    for modality in ("rgb", "depth"):  # each process built its inputs from the arrays
+    for modality in ("rgb", "depth"):  # each process built its inputs from its column of the scenes
         torch.testing.assert_close(torch.from_numpy(details[modality]["mean_input"]), inputs[modality].mean(0), rtol=0, atol=0)
     for modality in demo.IMAGE_MODALITIES:
         expected, got = alone[modality].state_dict(), side_by_side[modality].state_dict()
