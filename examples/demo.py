@@ -53,7 +53,7 @@ def compile_imports_alongside() -> None:
     """Fork a process that imports sympy, datasets, accelerate and transformers' `Trainer`, and leave it to finish
     alone. On the first run after `pip install --no-compile`, Python compiles each module on its first import: ~10 s
     of this script's ~16 s of imports, on one core. The forked process compiles those while this one starts from the
-    other end (torch), so their bytecode is cached when this process reaches them: 12.1 against 16.8 s of imports
+    other end (torch), so their bytecode is cached when this process reaches them: `--help` took 13-15 against 18-19 s
     here. It runs before any thread exists, and does nothing on one core or where no bytecode is written."""
     if sys.dont_write_bytecode or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
         return
