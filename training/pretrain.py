@@ -260,22 +260,24 @@ class FourMPretrainer(ShardingTrainer):
         """Streams get a resumable loader of their own: they split the data by rank themselves. With
         `collate_during_all_reduce` under DDP on CPU processes, the loader's batches are `DeferredBatch`es, collated
         during the previous step's gradient all-reduce (see `training_step`)."""
-        if not isinstance(self.train_dataset, ShardStream):
-            if not self._defers_collation():
-                return super().get_train_dataloader()
-            collator = self.data_collator
-            self._deferred_collator = DeferredCollator(collator)
-            self.data_collator = self._deferred_collator
-            try:
-                return super().get_train_dataloader()
-            finally:
-                self.data_collator = collator
         args = self.args
-        return StreamingDataLoader(
-            self.train_dataset, self._train_batch_size, collate_fn=self.data_collator,
-            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
-            prefetch_factor=args.dataloader_prefetch_factor, drop_last=args.dataloader_drop_last,
-        )  # fmt: skip
+        if isinstance(self.train_dataset, ShardStream):
+            return StreamingDataLoader(
+                self.train_dataset, self._train_batch_size, collate_fn=self.data_collator,
+                num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+                prefetch_factor=args.dataloader_prefetch_factor, drop_last=args.dataloader_drop_last,
+            )  # fmt: skip
+        if not self._defers_collation():
+            return super().get_train_dataloader()
+        collator = self.data_collator
+        if self._deferred_collator is None:  # one per trainer: the gradient hook holds it
+            self._deferred_collator = DeferredCollator(collator)
+        self._deferred_collator.collator = collator
+        self.data_collator = self._deferred_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = collator
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         excluded = no_weight_decay_names(model)
