@@ -13,11 +13,13 @@
 (d) The 4M's forward + backward on collated demo batches with `skip_padding_slots` off (every decoder slot
     computed) and on (the padding slots' token-wise work skipped), losses checked equal.
 (e) The optimizer step of the demo's 4M: fused AdamW against `MuonAdamW` (the demo's groups); then MuonAdamW in two
-    forked processes at once, every update on each rank against a share per rank (`split_across_ranks`), for the
-    quick run's 4M and for the `--long` preset's (width 256, 6 + 6 layers).
+    forked processes at once, every update on each rank against a share per rank (`split_across_ranks`, the shares
+    summed by gloo or in shared memory), for the quick run's 4M and for the `--long` preset's (width 256, 6 + 6
+    layers).
 (f) A whole 4M training step (collate, forward, backward, optimizer; wall ms, median) in one process with one and
     with two torch threads, against two forked processes of one thread (`run_forked_ranks`, DDP over gloo) that
     each take half of the batch.
+(g) The sum of the demo 4M's gradients over two forked processes: gloo's all-reduce against `SharedMemorySum`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from fourm_hf.cli import HelpFormatter
 from fourm_hf.data.masking import FourMMaskingCollator, MaskingMixture, SeededMaskingDataset
 from fourm_hf.data.synthetic import generate_scenes
 from fourm_hf.distributed import run_forked_ranks
+from fourm_hf.shared_memory import all_reduce_sum_
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -215,31 +218,56 @@ def demo_optimizer(model, settings, split_across_ranks: bool = False):
 
 def optimizer_table(demo, model, settings, steps: int) -> None:
     """(e) fused AdamW against MuonAdamW, ms per step with random gradients; then MuonAdamW in two processes of one
-    thread at once (as the demo's DDP ranks run it), each computing every update or a share of them (the slower
-    rank reported)."""
+    thread at once (as the demo's DDP ranks run it), each computing every update or a share of them, the shares
+    summed through gloo or through shared memory (the slower rank reported)."""
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     adamw = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
     optimizers = {"adamw": adamw, "muon": demo_optimizer(model, settings)}
     times = {name: seconds_per_call(optimizer.step, steps) for name, optimizer in optimizers.items()}
 
-    def pair_step(split: bool) -> float:
+    def pair_step(split: bool, shared_memory: bool = True) -> float:
         def rank_step(rank: int) -> float:
             torch.distributed.init_process_group("gloo")  # the forked ranks hold the same gradients
             return seconds_per_call(demo_optimizer(model, settings, split_across_ranks=split).step, steps)
 
-        return max(run_forked_ranks(rank_step, 2))
+        return max(run_forked_ranks(rank_step, 2, shared_memory=shared_memory))
 
-    pairs = {split: pair_step(split) for split in (False, True)}
+    every, gloo, shared = pair_step(False), pair_step(True, shared_memory=False), pair_step(True)
     model.zero_grad(set_to_none=True)
     size = f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"
     print(f"\n| (e) optimizer step, 4M of {size} | fused AdamW | MuonAdamW | ratio |\n|---|---|---|---|")
     print(f"| ms per step | {times['adamw'] * 1e3:.1f} | {times['muon'] * 1e3:.1f} | "
           f"{times['muon'] / times['adamw']:.0f}x |")  # fmt: skip
-    print("\n| MuonAdamW in two processes of one thread at once | every update on each rank | a share per rank "
-          "(--muon_split_across_ranks) | ratio |\n|---|---|---|---|")
-    print(f"| ms per step | {pairs[False] * 1e3:.1f} | {pairs[True] * 1e3:.1f} | "
-          f"**{pairs[False] / pairs[True]:.2f}x** |")  # fmt: skip
+    print("\n| MuonAdamW in two processes of one thread at once | every update on each rank | a share per rank, "
+          "summed by gloo | a share per rank, summed in shared memory (the demo) | ratio |\n|---|---|---|---|---|")
+    print(f"| ms per step | {every * 1e3:.1f} | {gloo * 1e3:.1f} | {shared * 1e3:.1f} | **{every / shared:.2f}x** |")
+
+
+def all_reduce_table(num_elements: int, repeats: int) -> None:
+    """(g) The sum of a float32 tensor of the demo 4M's gradients over two forked processes of one thread: gloo's
+    all-reduce (loopback sockets) against the ranks' `SharedMemorySum` (median ms of the slower rank)."""
+
+    def rank_times(rank: int) -> dict[str, float]:
+        torch.distributed.init_process_group("gloo")
+        tensor = torch.randn(num_elements)
+        calls = {"gloo": lambda: torch.distributed.all_reduce(tensor), "shared": lambda: all_reduce_sum_(tensor)}
+        medians = {}
+        for name, call in calls.items():
+            samples = []
+            for _ in range(repeats):
+                torch.distributed.barrier()
+                start = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - start)
+            medians[name] = statistics.median(samples)
+        return medians
+
+    ranks = run_forked_ranks(rank_times, 2)
+    gloo, shared = (max(r[name] for r in ranks) for name in ("gloo", "shared"))
+    print(f"\n| (g) sum of {num_elements / 1e6:.2f}M float32 over two processes (median ms) | gloo all-reduce | "
+          "shared memory (`SharedMemorySum`) | ratio |\n|---|---|---|---|")
+    print(f"| ms per sum | {gloo * 1e3:.2f} | {shared * 1e3:.2f} | **{gloo / shared:.1f}x** |")
 
 
 def processes_table(demo, tokenizer, steps: int) -> None:
@@ -330,6 +358,7 @@ def main() -> None:
     )
     training_steps_table(demo, args, tokenizer)
     optimizer_table(demo, model, settings, args.steps)
+    all_reduce_table(sum(p.numel() for p in params), 10 * args.steps)
     long = demo.PRESETS["long"]
     long_model = FourMForMaskedModeling(
         demo.fourm_config(long, demo.register_demo_modalities(long), len(tokenizer), max_length=32)

@@ -712,7 +712,8 @@ def train_fourm(
     decay rather than the official cosine; Muon for the layer matrices unless `settings.muon_update_rms` is 0, the
     other parameters on AdamW at `settings.adamw_lr_scale` times the lr) and save the 4M to `output_dir/fourm`. With
     `processes > 1`, in that many forked CPU processes of one torch thread each (DDP over gloo, `batch_size /
-    processes` scenes per process and step: the same samples, masks and learning rate per step as one process);
+    processes` scenes per process and step: the same samples, masks and learning rate per step as one process;
+    gradients and Muon's updates summed in shared memory, each process orthogonalising a share of the matrices);
     `callbacks` then run in every process. Returns the trained 4M and the log history."""
     check_processes(settings, processes)
     tokens_per_step = (settings.input_tokens + settings.target_tokens) * settings.batch_size
@@ -736,8 +737,9 @@ def train_fourm(
             # DDP need not search the autograd graph for unused ones after each forward (~4% of a step)
             ddp_find_unused_parameters=False,
             lr_decay="linear",
-            **({"muon": True, "muon_update_rms": settings.muon_update_rms, "adamw_lr_scale": settings.adamw_lr_scale}
-               if settings.muon_update_rms else {}),
+            # with Muon, each process orthogonalises half of the matrices (the sums in shared memory make it pay)
+            **({"muon": True, "muon_update_rms": settings.muon_update_rms, "adamw_lr_scale": settings.adamw_lr_scale,
+                "muon_split_across_ranks": processes > 1} if settings.muon_update_rms else {}),
         )  # fmt: skip
         trainer = run_pretraining(args, model=model, train_dataset=dataset, callbacks=callbacks)
         if rank == 0:

@@ -46,6 +46,8 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 from transformers.utils import logging
 
+from .shared_memory import SharedMemorySum, forked_sum, set_forked_sum
+
 logger = logging.get_logger(__name__)
 
 
@@ -80,7 +82,9 @@ def end_processes() -> None:
         torch.distributed.destroy_process_group()
 
 
-def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads_per_process: int = 1) -> list[Any]:
+def run_forked_ranks(
+    function: Callable[[int], Any], num_processes: int, threads_per_process: int = 1, shared_memory: bool = True
+) -> list[Any]:
     """`[function(rank) for rank in range(num_processes)]`, each call in its own forked CPU process, the processes
     being the ranks of one gloo process group on this machine: what `accelerate launch --cpu --num_processes N` sets
     up (`RANK`, `WORLD_SIZE`, `MASTER_ADDR` / `MASTER_PORT`...), without starting new interpreters. A `Trainer` built
@@ -91,7 +95,9 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
     Small models use one core per process far better than they share several cores as threads of one process:
     every process runs its own Python and its own share of the collator. The parent's objects are frozen out of the
     garbage collector for the fork (`gc.freeze`), so the ranks' collections (`Trainer` runs one at the end of
-    training) neither scan nor copy them.
+    training) neither scan nor copy them. With `shared_memory`, the ranks also share a [`SharedMemorySum`]
+    (`fourm_hf.shared_memory.forked_sum`): DDP's gradient hook of [`collate_during_all_reduce`] and `MuonAdamW`'s
+    split across ranks sum through it rather than through gloo's sockets, with the same values.
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         raise RuntimeError("run_forked_ranks needs the fork start method (Linux, macOS); use `accelerate launch`.")
@@ -103,8 +109,11 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
         port = probe.getsockname()[1]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
+    reducer = SharedMemorySum(num_processes) if shared_memory else None
     ranks = [
-        context.Process(target=_forked_rank, args=(function, rank, num_processes, port, threads_per_process, results))
+        context.Process(
+            target=_forked_rank, args=(function, rank, num_processes, port, threads_per_process, results, reducer)
+        )
         for rank in range(num_processes)
     ]
     outputs: dict[int, Any] = {}
@@ -135,13 +144,15 @@ def run_forked_ranks(function: Callable[[int], Any], num_processes: int, threads
     return [outputs[rank] for rank in range(num_processes)]
 
 
-def _forked_rank(function, rank: int, world_size: int, port: int, threads: int, results) -> None:
-    """One rank of `run_forked_ranks`: the launcher's environment, a fresh accelerate state, then `function(rank)`."""
+def _forked_rank(function, rank: int, world_size: int, port: int, threads: int, results, reducer) -> None:
+    """One rank of `run_forked_ranks`: the launcher's environment, a fresh accelerate state, the shared-memory sum
+    (or none), then `function(rank)`."""
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads),
     )  # fmt: skip
     torch.set_num_threads(threads)
+    set_forked_sum(reducer, rank)
     AcceleratorState._reset_state(reset_partial_state=True)  # the parent's (single-process) state came with the fork
     prepare_launch_environment()
     try:
@@ -244,18 +255,29 @@ class DeferredCollator:
 
 
 def collate_during_all_reduce(model: torch.nn.Module, collator: DeferredCollator) -> bool:
-    """Give a DDP `model` the gradient hook of DDP's own all-reduce (the mean over the ranks, the same values) that,
-    once the last bucket's all-reduce is in flight, collates the `collator`'s latest batch: accelerate fetches the
-    next step's batch before it yields the current one, so the masking of step t + 1 fills the time a rank of step t
-    waits for the slowest one, instead of starting step t + 1. Returns False, changing nothing, for a model that is not
-    DDP or already has a gradient hook."""
+    """Give a DDP `model` a gradient hook that averages the gradients over the ranks as DDP's own all-reduce does
+    (the same values) and, once the last bucket's all-reduce is under way, collates the `collator`'s latest batch:
+    accelerate fetches the next step's batch before it yields the current one, so the masking of step t + 1 fills the
+    time a rank of step t waits for the slowest one, instead of starting step t + 1. Between ranks of
+    [`run_forked_ranks`] the sum goes through their shared memory ([`SharedMemorySum`]; the batch is collated after
+    this rank's gradients are written and before it waits for the others), else through the process group. Returns
+    False, changing nothing, for a model that is not DDP or already has a gradient hook."""
     if not isinstance(model, DistributedDataParallel):
         return False
+    reducer = forked_sum()
+    if reducer is not None and model.process_group.size() != reducer.world_size:
+        reducer = None
 
     def hook(process_group, bucket):
-        future = allreduce_hook(process_group, bucket)
-        if bucket.is_last():
-            collator.collate_latest()
+        if reducer is None:
+            future = allreduce_hook(process_group, bucket)
+            if bucket.is_last():
+                collator.collate_latest()
+            return future
+        gradients = bucket.buffer().div_(reducer.world_size)
+        reducer.all_reduce_(gradients, while_waiting=collator.collate_latest if bucket.is_last() else None)
+        future = torch.futures.Future()
+        future.set_result(gradients)
         return future
 
     try:

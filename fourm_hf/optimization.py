@@ -20,6 +20,7 @@ from torch import nn
 from torch.optim.adam import adam
 
 from .checks import check_number
+from .shared_memory import all_reduce_sum_
 
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al.: fast growth near zero
 ADAMW_RMS = 0.2  # the RMS of a typical AdamW update per unit learning rate: Muon's default `update_rms`
@@ -138,7 +139,7 @@ class MuonAdamW(torch.optim.Optimizer):
             for view, update in zip(views, updates):
                 if update is not None:
                     view.copy_(update.reshape(-1))
-            torch.distributed.all_reduce(flat)
+            all_reduce_sum_(flat)
             updates = [view.view_as(p) for view, p in zip(views, params)]
         for p, update in zip(params, updates):
             p.mul_(1 - lr * group["weight_decay"]).sub_(update)

@@ -116,7 +116,8 @@ class FourMPretrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "With --muon under DDP: each rank orthogonalises a share of the matrices, one all-reduce "
                   "gathers the updates. Pays for wide matrices (1.8x faster optimizer steps at width 256 on two CPU "
-                  "processes); at width 64 the extra all-reduce costs what it saves."},
+                  "processes), and for narrow ones where the all-reduce is cheap: between ranks of run_forked_ranks "
+                  "it sums in shared memory (the demo)."},
     )  # fmt: skip
     # the official recipe's values as defaults
     weight_decay: float = 0.05
