@@ -32,6 +32,7 @@ from fourm_hf.data.masking import FourMMaskingCollator
 from fourm_hf.distributed import (
     DeferredCollator, EpochCallback, collate_during_all_reduce, export_checkpoint, run_forked_ranks, sharded_checkpoint_dir,
 )
+from fourm_hf.shared_memory import SharedMemorySum
 from training.pretrain import FourMPretrainingArguments, run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,16 +170,18 @@ def forked_pretraining(root: Path, output_dir: Path, *extra: str) -> list[dict]:
     final weights and how many batches its gradient hook collated."""
 
     def train(rank: int) -> dict:
-        collated_in_hook = []
+        collated_in_hook, shared_sums = [], []
         collate_latest = DeferredCollator.collate_latest
         DeferredCollator.collate_latest = lambda self: collated_in_hook.append(collate_latest(self)) or collated_in_hook[-1]
+        all_reduce_ = SharedMemorySum.all_reduce_
+        SharedMemorySum.all_reduce_ = lambda self, *a, **k: shared_sums.append(1) or all_reduce_(self, *a, **k)
         (args,) = HfArgumentParser(FourMPretrainingArguments).parse_args_into_dataclasses(
             pretrain_argv(root, output_dir) + ["--use_cpu", "--save_strategy", "no", *extra]
         )
         trainer = run_pretraining(args)
         state = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
         return {"world_size": args.world_size, "threads": torch.get_num_threads(), "log_history": trainer.state.log_history,
-                "state": state, "collated_in_hook": sum(collated_in_hook)}  # fmt: skip
+                "state": state, "collated_in_hook": sum(collated_in_hook), "shared_sums": len(shared_sums)}  # fmt: skip
 
     return run_forked_ranks(train, 2)
 
@@ -199,12 +202,14 @@ def test_collation_during_the_all_reduce_changes_nothing(pretraining_runs, tmp_p
     """DDP on CPU processes collates each next batch inside the gradient hook of the step before, with the losses and
     weights of collating each batch at the start of its step, to the bit. Here 3 epochs of 2 batches per rank: the
     second batch of each epoch is collated in the hook (an epoch's first batch is fetched after the last step of the
-    epoch before)."""
+    epoch before). The hook sums the gradients in the ranks' shared memory (one sum a step), the direct run through
+    DDP's own gloo all-reduce: the same values."""
     root = pretraining_runs["root"]
     deferred = forked_pretraining(root, tmp_path / "deferred")
     direct = forked_pretraining(root, tmp_path / "direct", "--collate_during_all_reduce", "false")
     for rank in range(2):
         assert deferred[rank]["collated_in_hook"] == 3 and direct[rank]["collated_in_hook"] == 0
+        assert deferred[rank]["shared_sums"] == 6 and direct[rank]["shared_sums"] == 0
         assert step_logs(deferred[rank]["log_history"]) == step_logs(direct[rank]["log_history"])
         for name, value in direct[rank]["state"].items():
             assert torch.equal(deferred[rank]["state"][name], value), name

@@ -126,6 +126,10 @@ def test_muon_split_across_ranks_matches_one_process_with_a_share_of_the_work_ea
     for result in ranks:
         for got, expected in zip(result["weights"], alone["weights"]):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    if world == 2:  # the shares summed in shared memory (run_forked_ranks' default) or by gloo: the same bits
+        gloo = run_forked_ranks(lambda rank: _muon_training(rank, split=True), 2, shared_memory=False)
+        for ours, theirs in zip(ranks, gloo):
+            assert all(torch.equal(a, b) for a, b in zip(ours["weights"], theirs["weights"]))
     unsplit = run_forked_ranks(lambda rank: _muon_training(rank, split=False), 2)
     assert [r["orthogonalised"] for r in unsplit] == [6, 6]  # the default: every rank computes every update
     assert _muon_training(split=True)["orthogonalised"] == 6  # no process group: nothing to split
