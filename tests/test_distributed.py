@@ -202,14 +202,14 @@ def test_collation_during_the_all_reduce_changes_nothing(pretraining_runs, tmp_p
     """DDP on CPU processes collates each next batch inside the gradient hook of the step before, with the losses and
     weights of collating each batch at the start of its step, to the bit. Here 3 epochs of 2 batches per rank: the
     second batch of each epoch is collated in the hook (an epoch's first batch is fetched after the last step of the
-    epoch before). The hook sums the gradients in the ranks' shared memory (one sum a step), the direct run through
+    epoch before). The hook sums the gradients in the ranks' shared memory (a sum per bucket), the direct run through
     DDP's own gloo all-reduce: the same values."""
     root = pretraining_runs["root"]
     deferred = forked_pretraining(root, tmp_path / "deferred")
     direct = forked_pretraining(root, tmp_path / "direct", "--collate_during_all_reduce", "false")
     for rank in range(2):
         assert deferred[rank]["collated_in_hook"] == 3 and direct[rank]["collated_in_hook"] == 0
-        assert deferred[rank]["shared_sums"] == 6 and direct[rank]["shared_sums"] == 0
+        assert deferred[rank]["shared_sums"] >= 6 and direct[rank]["shared_sums"] == 0  # each step's buckets
         assert step_logs(deferred[rank]["log_history"]) == step_logs(direct[rank]["log_history"])
         for name, value in direct[rank]["state"].items():
             assert torch.equal(deferred[rank]["state"][name], value), name
