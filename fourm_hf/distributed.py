@@ -97,7 +97,8 @@ def run_forked_ranks(
     garbage collector for the fork (`gc.freeze`), so the ranks' collections (`Trainer` runs one at the end of
     training) neither scan nor copy them. With `shared_memory`, the ranks also share a [`SharedMemorySum`]
     (`fourm_hf.shared_memory.forked_sum`): DDP's gradient hook of [`collate_during_all_reduce`] and `MuonAdamW`'s
-    split across ranks sum through it rather than through gloo's sockets, with the same values.
+    split across ranks sum through it rather than through gloo's sockets, with the same values; a rank still waiting
+    for a sum when another has returned fails with a `RuntimeError` rather than waiting for ever.
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         raise RuntimeError("run_forked_ranks needs the fork start method (Linux, macOS); use `accelerate launch`.")
@@ -134,6 +135,8 @@ def run_forked_ranks(
             if failure:
                 raise RuntimeError(f"rank {rank} of {num_processes} failed:\n{output}")
             outputs[rank] = pickle.loads(output)
+            if reducer is not None:  # a rank that returned makes no more sums: the others must not wait for one
+                reducer.abort()
     finally:
         for process in ranks:
             if len(outputs) < num_processes and process.is_alive():
