@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .checks import check_int
+
 DEFAULT_CAPACITY_BYTES = 16 << 20  # per rank and buffer: larger tensors go through in chunks of this size
 _DTYPES = (
     torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.int8,
@@ -41,10 +43,8 @@ class SharedMemorySum:
 
     def __init__(self, world_size: int, capacity_bytes: int | None = None):
         capacity_bytes = DEFAULT_CAPACITY_BYTES if capacity_bytes is None else capacity_bytes
-        for name, value, minimum in (("world_size", world_size, 1), ("capacity_bytes", capacity_bytes, 8)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"SharedMemorySum {name} must be an int >= {minimum}, got {value!r}.")
-        self.world_size = world_size
+        self.world_size = check_int(world_size, "SharedMemorySum world_size", minimum=1)
+        check_int(capacity_bytes, "SharedMemorySum capacity_bytes", minimum=8)
         self.capacity_bytes = capacity_bytes - capacity_bytes % 8  # whole elements of every dtype up to 8 bytes
         self.rank: int | None = None
         self._barrier = multiprocessing.get_context("fork").Barrier(world_size)

@@ -119,11 +119,13 @@ def test_an_abort_releases_a_rank_whose_round_every_rank_reached():
 
 
 def test_shared_memory_sum_rejects_bad_arguments_and_tensors():
-    for bad in (0, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="SharedMemorySum world_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="SharedMemorySum world_size must be >= 1, got 0"):
+        SharedMemorySum(0)
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="SharedMemorySum world_size must be an integer, got"):
             SharedMemorySum(bad)
     for bad in (-4, 7):
-        with pytest.raises(ValueError, match=f"SharedMemorySum capacity_bytes must be an int >= 8, got {bad}"):
+        with pytest.raises(ValueError, match=f"SharedMemorySum capacity_bytes must be >= 8, got {bad}"):
             SharedMemorySum(2, capacity_bytes=bad)
     reducer = SharedMemorySum(1)
     with pytest.raises(RuntimeError, match="used by the processes forked after it"):
