@@ -193,7 +193,14 @@ def bfloat16_benchmark(model, rgb, tokens: int, repeats: int, reference: torch.T
     return result
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that wall times on a GPU cover the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def guidance_benchmark(model, rgb, repeats: int) -> dict:
+    """(b) on the model's device (CPU here; `bench_gpu.py` runs it on a GPU)."""
     config = FourMGenerationConfig(
         conditions=["rgb@224"],
         targets=[FourMTargetSchedule("tok_depth@224", "maskgit", num_steps=8, temperature=1.0, guidance_scale=2.0)],
@@ -217,6 +224,7 @@ def guidance_benchmark(model, rgb, repeats: int) -> dict:
             with mock.patch.object(schemes, "encode_passes", encode):
                 start, cpu_start = time.perf_counter(), time.thread_time()
                 model.generate(rgb, config, seed=0, progress_bar=False, **kwargs)
+                synchronize(model.device)
                 times[name].append(time.perf_counter() - start)
                 cpu_times[name].append(time.thread_time() - cpu_start)
     reference = outputs["two passes (batch_guidance=False)"]["tok_depth@224"]["tensor"]
