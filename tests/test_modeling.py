@@ -278,6 +278,25 @@ def test_mask_shape_dtype_and_batch_errors(model, tiny_config):
         model(bad)
 
 
+def test_compiled_forward_matches_and_still_checks_inputs(model, tiny_config):
+    """Under torch.compile the input checks run eagerly: none of the graph breaks comes from them, the loss is the
+    eager one, and bad input still gets its error."""
+    batch = make_batch(tiny_config)
+    reference = model(batch).loss
+    try:
+        explanation = torch._dynamo.explain(model)(batch)
+        frames = [frame.filename for reason in explanation.break_reasons for frame in reason.user_stack]
+        assert not [f for f in frames if f.endswith(("validation_fourm.py", "modeling_utils.py"))]
+        compiled = torch.compile(model, backend="eager")
+        assert torch.equal(compiled(batch).loss, reference)
+        pixels = batch["rgb@224"]["tensor"].clone()
+        pixels[1, 0, 0, 0] = float("nan")
+        with pytest.raises(ValueError, match=r"rgb@224.* holds 1 NaN or infinite value"):
+            compiled({**batch, "rgb@224": {"tensor": pixels}})
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("field,value", [("num_encoder_tokens", 0), ("num_encoder_tokens", 10_000),
                                          ("num_decoder_tokens", -1), ("num_decoder_tokens", 10_000)])
 def test_token_budget_errors(model, tiny_config, field, value):

@@ -23,6 +23,7 @@ AUTOCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TRAINER_KWARGS = frozenset({"num_items_in_batch"})
 
 
+@torch.compiler.disable  # runs eagerly under torch.compile: its host checks would split the graph ~20 times
 def check_modalities(
     config: FourMConfig,
     modalities: Modalities,
