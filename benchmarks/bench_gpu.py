@@ -44,8 +44,8 @@ from fourm_hf.cli import HelpFormatter
 from fourm_hf.models.fourm import modeling_fourm
 
 SECTIONS = ("peak", "sdpa", "train", "compile", "decode", "guidance")
-SDPA_BACKENDS = {"efficient": SDPBackend.EFFICIENT_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                 "flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}  # fmt: skip
+SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                 "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}  # fmt: skip
 ATTENTION_NAMES = ("attention", "fmha", "flash", "cudnn")
 
 
@@ -89,6 +89,11 @@ class Bench:
     def sync(self) -> None:
         synchronize(self.device)
 
+    def profile(self) -> profile:
+        """A profiler of the host and, on a GPU, its kernels."""
+        cuda = [ProfilerActivity.CUDA] if self.device.type == "cuda" else []
+        return profile(activities=[ProfilerActivity.CPU, *cuda])
+
     def kernel_tables(self, prof: profile, rows: int = 30) -> str:
         """The profiler's top operators by device time (on a GPU) and by host time."""
         keys = (["self_device_time_total"] if self.device.type == "cuda" else []) + ["self_cpu_time_total"]
@@ -123,8 +128,7 @@ def sdpa(bench: Bench, batch_size: int = 32) -> dict:
     model = bench.model(torch.bfloat16).eval()
     batch = bench.batch(batch_size, torch.bfloat16)
     backends = {}
-    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-                    SDPBackend.MATH):  # fmt: skip
+    for backend in SDPA_BACKENDS.values():
         try:
             with sdpa_kernel(backend), torch.no_grad():
                 model(batch, 128, 128)
@@ -136,8 +140,7 @@ def sdpa(bench: Bench, batch_size: int = 32) -> dict:
             backends[backend.name] = f"runs: {1000 * (time.perf_counter() - start) / 3:.1f} ms per forward"
         except RuntimeError as error:
             backends[backend.name] = f"refused: {str(error).strip().splitlines()[0][:160]}"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
-    with profile(activities=activities) as prof, torch.no_grad():
+    with bench.profile() as prof, torch.no_grad():
         model(batch, 128, 128)
         bench.sync()
     launched = sorted({e.key for e in prof.key_averages() if any(n in e.key.lower() for n in ATTENTION_NAMES)})
@@ -167,9 +170,8 @@ def train(bench: Bench, batch_size: int, steps: int, compiled: str | None, peak_
     elif compiled == "layers":
         for layer in (*model.encoder.layers, *model.decoder.layers):
             layer.compile()
-    with contextlib.ExitStack() as stack:
-        if not validation:  # what the input checks (and their device syncs) cost
-            stack.enter_context(mock.patch.object(modeling_fourm, "check_modalities", lambda *a, **k: None))
+    skipped = mock.patch.object(modeling_fourm, "check_modalities", lambda *a, **k: None)
+    with contextlib.nullcontext() if validation else skipped:  # without: what the checks (and their syncs) cost
         start = time.perf_counter()
         for _ in range(3):  # warm-up (and compilation)
             step(forward)
@@ -194,8 +196,7 @@ def train(bench: Bench, batch_size: int, steps: int, compiled: str | None, peak_
         if bench.device.type == "cuda":
             result["peak_memory_GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         if profiled:
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
-            with profile(activities=activities) as prof:
+            with bench.profile() as prof:
                 for _ in range(2):
                     step(forward)
                 bench.sync()
@@ -235,9 +236,8 @@ def decode(bench: Bench, dtype: torch.dtype, batch_size: int, check_uncached: bo
 
 def run(bench: Bench, section: str, args: argparse.Namespace) -> None:
     try:
-        with contextlib.ExitStack() as stack:
-            if args.sdpa_backend != "default":
-                stack.enter_context(sdpa_kernel(SDPA_BACKENDS[args.sdpa_backend]))
+        backend = SDPA_BACKENDS.get(args.sdpa_backend)
+        with contextlib.nullcontext() if backend is None else sdpa_kernel(backend):
             run_section(bench, section, args)
     except Exception as error:  # one failing section must not cost the others on a one-shot machine
         bench.emit({"section": section, "error": f"{type(error).__name__}: {error}"[:2000]})
