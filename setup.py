@@ -14,7 +14,7 @@ setup(
     package_data={"fourm_hf": ["data/mixtures/*.json"]},
     install_requires=[
         "torch>=2.4",
-        "transformers>=5.23,<6",  # 5.0-5.17 fail to import here (5.4-5.17 want torchvision); tests use 5.23 APIs
+        "transformers>=5.23,<6",  # 5.0-5.17 fail to import here; the tests use 5.23 APIs
         "tokenizers>=0.22",
         "huggingface-hub>=1.0",
         "safetensors>=0.4",
