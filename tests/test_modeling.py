@@ -6,12 +6,14 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 import fourm_hf
 from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get_modality, register_modality
 from fourm_hf.models.fourm import modeling_fourm
 from fourm_hf.models.fourm.modeling_fourm import FourMDropPath, TokenPacking, default_decoder_attention_mask
+from fourm_hf.models.fourm.validation_fourm import _check_entries, check_modalities
 
 
 def make_batch(config: FourMConfig, batch: int = 2, seed: int = 0) -> dict:
@@ -295,6 +297,57 @@ def test_compiled_forward_matches_and_still_checks_inputs(model, tiny_config):
             compiled({**batch, "rgb@224": {"tensor": pixels}})
     finally:
         torch._dynamo.reset()
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the reads of a tensor value into Python (`bool()`, `int()`, `.item()`): on a GPU each one waits for the
+    kernels queued before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default)
+        return func(*args, **(kwargs or {}))
+
+
+def test_input_checks_read_the_device_once(tiny_config):
+    """Finite pixels, ids in range and mask values are checked with one read of the device, not one per check."""
+    batch = make_batch(tiny_config)
+    for name in tiny_config.decoder_modalities:  # integer masks and attention specs: value checks of their own
+        entry = batch[name]
+        batch[name] = {**entry, "input_mask": entry["input_mask"].long(),
+                       "decoder_attention_mask": (~entry["target_mask"]).long()}  # fmt: skip
+    known, decodable = set(tiny_config.encoder_modalities), tiny_config.decoder_modalities
+    with HostReads() as reads:
+        assert check_modalities(tiny_config, batch, known, decodable=decodable) == 2
+    assert reads.count == 1
+    with HostReads() as one_by_one:  # what the checks read without the deferral
+        _check_entries(tiny_config, batch, known, set(decodable), None, None)
+    assert one_by_one.count >= 8
+
+
+def test_deferred_input_checks_raise_the_first_error(model, tiny_config):
+    """A value error found in the one read is raised with its own message, and before the errors of later
+    modalities, as when each check read the device itself."""
+    batch = make_batch(tiny_config)
+    nan_pixels = batch["rgb@224"]["tensor"].clone()
+    nan_pixels[0, 1, 2, 3] = float("inf")
+    short_mask = batch["caption"]["input_mask"][:, :5]
+    bad = {**batch, "rgb@224": {"tensor": nan_pixels}, "caption": {**batch["caption"], "input_mask": short_mask}}
+    with pytest.raises(ValueError, match=r"rgb@224: pixels holds 1 NaN or infinite value\(s\) of 301056"):
+        model(bad)
+    spec = (~batch["caption"]["target_mask"]).long()
+    spec[1, 0] = -2
+    bad = {**batch, "caption": {**batch["caption"], "decoder_attention_mask": spec}}
+    with pytest.raises(ValueError, match=r"decoder_attention_mask'\] must hold integers >= 0.*got minimum -2"):
+        model(bad)
+    mask = batch["tok_depth@224"]["input_mask"].long()
+    mask[0, 0] = 2
+    bad = {**batch, "tok_depth@224": {**batch["tok_depth@224"], "input_mask": mask}}
+    with pytest.raises(ValueError, match=r"input_mask'\] must hold booleans or 0 / 1, got values in \[0, 2\]"):
+        model(bad)
 
 
 @pytest.mark.parametrize("field,value", [("num_encoder_tokens", 0), ("num_encoder_tokens", 10_000),

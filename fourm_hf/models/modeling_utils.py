@@ -9,6 +9,7 @@ transformers' `PreTrainedModel.from_pretrained`. Either way the loaded tensors a
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,10 +34,45 @@ def check_not_empty(tensor: torch.Tensor, argument: str, owner: str) -> None:
         raise ValueError(f"{owner}: {argument} has a dimension of size 0 (shape {shape}).")
 
 
+_DEFERRED: ContextVar[list[torch.Tensor] | None] = ContextVar("fourm_hf_deferred_checks", default=None)
+
+
+def holds(condition: torch.Tensor) -> bool:
+    """Whether a 0-d boolean tensor is True, read from its device; inside `DeferredChecks` it is recorded instead and
+    taken to hold (the block's owner reads every recorded condition at once)."""
+    pending = _DEFERRED.get()
+    if pending is None:
+        return bool(condition)
+    pending.append(condition)
+    return True
+
+
+class DeferredChecks:
+    """A block whose tensor checks (`check_finite`, `check_range` on tensors, `holds`) record their conditions
+    rather than reading each from the device: `all_held()` then reads them in one transfer per device. Where one did
+    not hold, the caller runs its checks again outside the block, which raises that check's own error.
+
+    On a GPU each read waits for the queued kernels; the 4M forward's input checks made ~26 of them a step."""
+
+    def __enter__(self) -> DeferredChecks:
+        self._token = _DEFERRED.set([])
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.conditions = _DEFERRED.get()
+        _DEFERRED.reset(self._token)
+
+    def all_held(self) -> bool:
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for condition in self.conditions:
+            by_device.setdefault(condition.device, []).append(condition.reshape(()))
+        return all(bool(torch.stack(group).all()) for group in by_device.values())
+
+
 def check_finite(tensor: torch.Tensor, argument: str, owner: str) -> None:
     """Raise a `ValueError` counting the NaN / infinite values of a floating-point `tensor`."""
     finite = torch.isfinite(tensor)
-    if not bool(finite.all()):
+    if not holds(finite.all()):
         bad = int((~finite).sum())
         raise ValueError(f"{owner}: {argument} holds {bad} NaN or infinite value(s) of {tensor.numel()}.")
 
@@ -44,7 +80,13 @@ def check_finite(tensor: torch.Tensor, argument: str, owner: str) -> None:
 def check_range(ids: torch.Tensor | np.ndarray, what: str, size: int, note: str = "") -> None:
     """Raise a `ValueError` unless the integer `ids` (a tensor or a numpy array, described as `what`) lie in
     `[0, size)`."""
-    low, high = int(ids.min()), int(ids.max())
+    if isinstance(ids, torch.Tensor):
+        low, high = torch.aminmax(ids)
+        if holds((low >= 0) & (high < size)):
+            return
+    else:
+        low, high = ids.min(), ids.max()
+    low, high = int(low), int(high)
     if low < 0 or high >= size:
         raise ValueError(f"{what} must lie in [0, {size}){note}, got values in [{low}, {high}].")
 
@@ -207,4 +249,7 @@ class FourMLoadingMixin:
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
 
-__all__ = ["FourMLoadingMixin", "check_finite", "check_not_empty", "check_range", "meta_state_shapes"]
+__all__ = [
+    "DeferredChecks", "FourMLoadingMixin", "check_finite", "check_not_empty", "check_range", "holds",
+    "meta_state_shapes",
+]

@@ -11,7 +11,7 @@ import torch
 
 from ...checks import close_match
 from ...modalities import IMAGE_TOKENS, PIXELS, SEQUENCE_EMBEDDING, SEQUENCE_POSITIONS, Modalities, ModalitySpec
-from ..modeling_utils import check_finite, check_not_empty, check_range
+from ..modeling_utils import DeferredChecks, check_finite, check_not_empty, check_range, holds
 from .configuration_fourm import FourMConfig
 
 # The entries of one modality in the forward contract.
@@ -53,6 +53,27 @@ def check_modalities(
     if not modalities:
         raise ValueError("modalities is empty: a non-empty dict {modality name: {'tensor': ..., masks...}} is needed.")
     decodable = None if decodable is None else set(decodable)
+    # the value checks (finite pixels, ids in range, mask values) are read from the device in one transfer; where one
+    # fails, or anything raises, the checks run again one by one to raise the first error, as they always did
+    with DeferredChecks() as deferred:
+        try:
+            batch_size = _check_entries(config, modalities, known, decodable, device, dtype)
+        except (TypeError, ValueError):
+            batch_size = None
+    if batch_size is not None and deferred.all_held():
+        return batch_size
+    return _check_entries(config, modalities, known, decodable, device, dtype)
+
+
+def _check_entries(
+    config: FourMConfig,
+    modalities: Mapping,
+    known: set[str],
+    decodable: set[str] | None,
+    device: torch.device | None,
+    dtype: torch.dtype | None,
+) -> int:
+    """The checks of `check_modalities` after its dict checks, modality by modality; returns the batch size."""
     batch_sizes = {}
     for name, entry in modalities.items():
         if not isinstance(name, str):
@@ -123,16 +144,16 @@ def check_modality_entry(
         if entry.get(key) is not None
     }
     target_mask = masks.get("target_mask")
-    if decodable is not None and name not in decodable and target_mask is not None and not bool(target_mask.all()):
+    if decodable is not None and name not in decodable and target_mask is not None and not holds(target_mask.all()):
         raise ValueError(
             f"{name} has target positions (target_mask False) but the model cannot predict it; it decodes "
             f"{sorted(decodable)}. Set its target_mask to True everywhere (or drop it) to use it as an input only."
         )
     if info.is_sequence:
         input_mask = masks.get("input_mask")
-        visible = num_tokens if input_mask is None else int((~input_mask.bool()).sum(1).max())
-        if visible > SEQUENCE_POSITIONS:
-            raise ValueError(f"{name}: at most {SEQUENCE_POSITIONS} visible tokens per sample, got {visible}.")
+        visible = num_tokens if input_mask is None else (~input_mask.bool()).sum(1).max()
+        if not holds(torch.as_tensor(visible <= SEQUENCE_POSITIONS)):
+            raise ValueError(f"{name}: at most {SEQUENCE_POSITIONS} visible tokens per sample, got {int(visible)}.")
     return tensor.shape[0]
 
 
@@ -156,11 +177,13 @@ def _check_mask(
         raise TypeError(f"{where} must hold {expected}, got {mask.dtype}.")
     _check_device(mask, where, device)
     if mask.dtype != torch.bool and mask.numel():
-        low, high = int(mask.min()), int(mask.max())
-        if key == "decoder_attention_mask" and low < 0:
-            raise ValueError(f"{where} must hold integers >= 0 (the compressed attention spec), got minimum {low}.")
-        if key != "decoder_attention_mask" and (low < 0 or high > 1):
-            raise ValueError(f"{where} must hold booleans or 0 / 1, got values in [{low}, {high}].")
+        low, high = torch.aminmax(mask)
+        if key == "decoder_attention_mask" and not holds(low >= 0):
+            raise ValueError(
+                f"{where} must hold integers >= 0 (the compressed attention spec), got minimum {int(low)}."
+            )
+        if key != "decoder_attention_mask" and not holds((low >= 0) & (high <= 1)):
+            raise ValueError(f"{where} must hold booleans or 0 / 1, got values in [{int(low)}, {int(high)}].")
     return mask
 
 
