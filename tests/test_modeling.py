@@ -14,6 +14,7 @@ from fourm_hf import FourMConfig, FourMEncoderModel, FourMForMaskedModeling, get
 from fourm_hf.models.fourm import modeling_fourm
 from fourm_hf.models.fourm.modeling_fourm import FourMDropPath, TokenPacking, default_decoder_attention_mask
 from fourm_hf.models.fourm.validation_fourm import _check_entries, check_modalities
+from fourm_hf.models.modeling_utils import check_range
 
 
 def make_batch(config: FourMConfig, batch: int = 2, seed: int = 0) -> dict:
@@ -326,6 +327,23 @@ def test_input_checks_read_the_device_once(tiny_config):
     with HostReads() as one_by_one:  # what the checks read without the deferral
         _check_entries(tiny_config, batch, known, set(decodable), None, None)
     assert one_by_one.count >= 8
+
+
+def test_id_range_check_compares_beyond_the_ids_dtype(tiny_config):
+    """Ids in a narrow integer dtype are compared with a vocabulary size that dtype cannot hold, without wrapping
+    (which would fail the one read and send every check through a second pass)."""
+    batch = make_batch(tiny_config)
+    known = set(tiny_config.encoder_modalities)
+    for dtype in (torch.uint8, torch.int16):
+        ids = torch.full_like(batch["caption"]["tensor"], 200, dtype=dtype)  # caption vocabulary: 30,000+ ids
+        with HostReads() as reads:
+            assert check_modalities(tiny_config, {"caption": {**batch["caption"], "tensor": ids}}, known) == 2
+        assert reads.count == 1, dtype
+    ids = torch.full_like(batch["tok_depth@224"]["tensor"], 200, dtype=torch.uint8)
+    ids[1, 3] = 255
+    check_range(ids, "ids", 256)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 255\), got values in \[200, 255\]"):
+        check_range(ids, "ids", 255)
 
 
 def test_deferred_input_checks_raise_the_first_error(model, tiny_config):

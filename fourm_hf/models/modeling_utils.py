@@ -63,6 +63,7 @@ class DeferredChecks:
         _DEFERRED.reset(self._token)
 
     def all_held(self) -> bool:
+        """Whether every condition recorded in the block held (True when none was)."""
         by_device: dict[torch.device, list[torch.Tensor]] = {}
         for condition in self.conditions:
             by_device.setdefault(condition.device, []).append(condition.reshape(()))
@@ -81,7 +82,7 @@ def check_range(ids: torch.Tensor | np.ndarray, what: str, size: int, note: str 
     """Raise a `ValueError` unless the integer `ids` (a tensor or a numpy array, described as `what`) lie in
     `[0, size)`."""
     if isinstance(ids, torch.Tensor):
-        low, high = torch.aminmax(ids)
+        low, high = (bound.long() for bound in torch.aminmax(ids))  # int64: `size` may not fit the ids' dtype
         if holds((low >= 0) & (high < size)):
             return
     else:
