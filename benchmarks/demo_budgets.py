@@ -38,6 +38,10 @@ def parse_args(demo) -> argparse.Namespace:
     parser.add_argument("--mixture", default=None, help="sampling weights of RGB -> all, caption -> RGB, all -> all")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (of each process)")
     parser.add_argument("--processes", type=int, default=1, help="processes the 4M trains in (DDP ranks)")
+    parser.add_argument(
+        "--fourm_seed", type=int, default=None,
+        help="seed of the 4M alone (initial weights, masks, data order); default: --seed, as in the demo",
+    )  # fmt: skip
     quick = demo.PRESETS["quick"]
     for field in dataclasses.fields(demo.DemoSettings):
         parser.add_argument(
@@ -78,6 +82,9 @@ def main() -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     mixture_path = output_dir / "mixture.json"
     mixture_path.write_text(json.dumps(demo.demo_mixture(settings, names)))
+    if args.fourm_seed is not None:  # the scenes and tokenizers above keep --seed
+        settings = dataclasses.replace(settings, seed=args.fourm_seed)
+        set_seed(settings.seed)
     model = FourMForMaskedModeling(demo.fourm_config(settings, names, len(processor.tokenizer), max_length))
     start = demo.StageTimer.cpu()
     wall = time.perf_counter()

@@ -151,9 +151,10 @@ class DemoSettings:
     )
     # the 4M
     hidden_size: int = setting(64, "width of the 4M")
-    encoder_layers: int = setting(3, "encoder layers of the 4M")
-    decoder_layers: int = setting(3, "decoder layers of the 4M")
-    steps: int = setting(1400, "pre-training steps of the 4M")
+    # depth in the encoder, which reads the pixels, rather than in the decoder: better captions for less work
+    encoder_layers: int = setting(4, "encoder layers of the 4M")
+    decoder_layers: int = setting(2, "decoder layers of the 4M")
+    steps: int = setting(1500, "pre-training steps of the 4M")
     batch_size: int = setting(32, "scenes per pre-training step")
     learning_rate: float = setting(2e-3, "peak learning rate of the 4M")
     muon_update_rms: float = setting(
