@@ -151,7 +151,7 @@ class DemoSettings:
     )
     # the 4M
     hidden_size: int = setting(64, "width of the 4M")
-    # depth in the encoder, which reads the pixels, rather than in the decoder: better captions for less work
+    # depth in the encoder, which reads the pixels, rather than in the decoder: better captions in about the same time
     encoder_layers: int = setting(4, "encoder layers of the 4M")
     decoder_layers: int = setting(2, "decoder layers of the 4M")
     steps: int = setting(1500, "pre-training steps of the 4M")
